@@ -1,0 +1,85 @@
+"""What several commands share: common options, where the history and models live, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "add_db_option",
+    "add_json_option",
+    "add_models_option",
+    "add_selection_options",
+    "db_url",
+    "models_dir",
+    "print_json",
+    "split_list",
+]
+
+DEFAULT_STATE_DIR = Path(".planner")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON document on stdout and nothing else"
+    )
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="SQLAlchemy URL of the history (default: $PLANNER_DB, else <state_dir>/history.db)",
+    )
+
+
+def add_models_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--models",
+        metavar="DIR",
+        type=Path,
+        help="model registry folder (default: $PLANNER_MODELS, else ./models)",
+    )
+
+
+def add_selection_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--steps", type=split_list, metavar="ID,...", help="only these steps (comma-separated)"
+    )
+    parser.add_argument(
+        "--with-deps", action="store_true", help="add the steps the selected ones depend on"
+    )
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,c"`` as ``["a", "b", "c"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def db_url(explicit: str | None, state_dir: Path | None = None) -> str:
+    """The history URL: ``--db``, else ``$PLANNER_DB``, else the SQLite file in the state dir."""
+    if explicit:
+        return explicit
+    env = os.environ.get("PLANNER_DB")
+    if env:
+        return env
+    folder = (state_dir or DEFAULT_STATE_DIR).resolve()
+    return f"sqlite:///{folder / 'history.db'}"
+
+
+def models_dir(explicit: Path | None) -> Path:
+    """The model registry: ``--models``, else ``$PLANNER_MODELS``, else ``./models``."""
+    if explicit:
+        return explicit
+    env = os.environ.get("PLANNER_MODELS")
+    return Path(env) if env else Path("models")
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on stdout."""
+    json.dump(document, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")

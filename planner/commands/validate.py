@@ -1,0 +1,65 @@
+"""``planner validate PIPELINE``: check a pipeline file and summarise it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from planner.commands.common import add_json_option, add_selection_options, print_json
+from planner.config import check_pipeline_file, select_steps
+from planner.errors import ConfigError, ConfigIssue
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "validate",
+        help="check a pipeline file",
+        description="Check a pipeline file; print every error, or a summary when valid.",
+    )
+    parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file (.yaml, .json, .toml)")
+    add_selection_options(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    pipeline, issues = check_pipeline_file(args.pipeline)
+    order: list[str] = []
+    if pipeline is not None:
+        try:
+            order = [s.id for s in select_steps(pipeline, args.steps, with_deps=args.with_deps)]
+        except ConfigError as exc:
+            issues = exc.issues
+    if args.json:
+        print_json(
+            {
+                "valid": not issues,
+                "errors": [i.as_dict() for i in issues],
+                "order": order,
+            }
+        )
+        return 2 if issues else 0
+    if issues:
+        _print_issues(args.pipeline, issues)
+        return 2
+    assert pipeline is not None
+    accounts = pipeline.account_list
+    print(f"{args.pipeline}: valid pipeline {pipeline.name!r}")
+    print(f"  steps in order: {' -> '.join(order)}")
+    shown = ", ".join(accounts[:5]) + (
+        f", ... ({len(accounts)} in all)" if len(accounts) > 5 else ""
+    )
+    print(f"  accounts: {shown or 'none'}")
+    selected = set(order)
+    tasks = sum(len(accounts) if s.per_account else 1 for s in pipeline.steps if s.id in selected)
+    print(f"  tasks per run: {tasks}")
+    return 0
+
+
+def _print_issues(source: str, issues: list[ConfigIssue]) -> None:
+    for issue in issues:
+        where = f"{source}: {issue.loc}" if issue.loc else source
+        print(f"planner: error: {where}: {issue.msg}", file=sys.stderr)

@@ -1,0 +1,264 @@
+"""The pydantic models of a pipeline file: every key, its type, range and default.
+
+Only ``name`` and ``steps`` are required, and in a step only ``id`` and ``command``.
+Durations are stored as float seconds, sizes as int bytes. Cross-field checks (duplicate
+ids, dependencies, cycles, placeholders, accounts) live in :mod:`planner.config.checks`,
+which runs on whatever parsed so that every error is reported at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
+
+from planner.units import parse_duration, parse_size
+
+__all__ = [
+    "BUILTIN_PLACEHOLDERS",
+    "KNOWN_ERROR_CLASSES",
+    "AlertSink",
+    "Alerts",
+    "Concurrency",
+    "Pipeline",
+    "RetryAction",
+    "RetryPolicy",
+    "RetryRule",
+    "Schedule",
+    "Step",
+]
+
+KNOWN_ERROR_CLASSES = ("network_error", "timeout", "system_error", "default")
+BUILTIN_PLACEHOLDERS = ("account", "quantity", "step", "run_id")
+
+
+def _positive_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError(f"must be a positive duration, got {value!r}")
+    return seconds
+
+
+def _non_negative_duration(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds < 0:
+        raise ValueError(f"must be a duration >= 0, got {value!r}")
+    return seconds
+
+
+def _positive_size(value: object) -> int:
+    size = parse_size(value)
+    if size <= 0:
+        raise ValueError(f"must be a positive size, got {value!r}")
+    return size
+
+
+def _id_text(value: object) -> object:
+    """Step ids are strings; a bare YAML number (``id: 1``) is taken as its text."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+#: Positive seconds, written as ``90s``, ``1.5h``, ``PT1H`` or a number.
+Duration = Annotated[float, BeforeValidator(_positive_duration), PlainSerializer(float)]
+#: Seconds >= 0.
+NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
+#: Positive bytes, written as ``512MB``, ``2GiB`` or a number.
+Size = Annotated[int, BeforeValidator(_positive_size)]
+StepId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
+Scalar = str | int | float | bool
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryRule(_Frozen):
+    """How a failure gets an error class: by exit code or by a regex found in stderr."""
+
+    exit_codes: tuple[int, ...] = ()
+    stderr: tuple[str, ...] = ()
+
+    @field_validator("stderr")
+    @classmethod
+    def _patterns_compile(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"bad stderr pattern {pattern!r}: {exc}") from None
+        return patterns
+
+
+class RetryAction(_Frozen):
+    """What an error class gets: how many retries and how long to wait between them."""
+
+    max_retries: int = Field(default=0, ge=0, le=100)
+    backoff: Literal["exponential", "linear", "fixed"] = "exponential"
+    base: NonNegativeDuration = 1.0
+    cap: NonNegativeDuration = 300.0
+    jitter: bool = True
+
+
+class RetryPolicy(_Frozen):
+    """Classification rules and the retry action for each class.
+
+    A failure matching no rule is class ``default``; a timeout is class ``timeout``.
+    Classes without an entry in ``on`` use ``on.default`` (no retry when absent).
+    """
+
+    classify: dict[str, RetryRule] = Field(default_factory=dict)
+    on: dict[str, RetryAction] = Field(default_factory=dict)
+
+    def action_for(self, error_class: str) -> RetryAction:
+        return self.on.get(error_class) or self.on.get("default") or RetryAction()
+
+
+class Step(_Frozen):
+    """One step of a pipeline: a command, run once or once per account."""
+
+    id: StepId
+    name: str | None = None
+    description: str | None = None
+    command: tuple[str, ...] | str
+    shell: bool = False
+    depends_on: tuple[StepId, ...] = ()
+    per_account: bool = False
+    quantity: int = Field(default=0, ge=0)
+    params: dict[str, Scalar] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: Path | None = None
+    timeout: Duration | Literal["auto"] | None = None
+    retry: str | RetryPolicy | None = None
+    enabled: bool = True
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, command: tuple[str, ...] | str) -> tuple[str, ...] | str:
+        if isinstance(command, str) and not command.strip():
+            raise ValueError("command is empty")
+        if isinstance(command, tuple) and (not command or not command[0]):
+            raise ValueError("command is empty: give the program and its arguments as a list")
+        return command
+
+    @property
+    def label(self) -> str:
+        """``id`` and, when given, the name: ``1 (collect)``."""
+        return f"{self.id} ({self.name})" if self.name else self.id
+
+
+class Schedule(_Frozen):
+    """When runs start: a cadence or a cron line, and how the interval is decided."""
+
+    cadence: Duration | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+    policy: Literal["fixed", "predicted"] = "predicted"
+    quantile: float = Field(default=0.95, gt=0, lt=1)
+    min_margin: float = Field(default=0.1, ge=0)
+    max_interval: Duration | None = None
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, cron: str | None) -> str | None:
+        if cron is None:
+            return None
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(cron, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"bad cron expression {cron!r}: {exc}") from None
+        return cron
+
+
+class Concurrency(_Frozen):
+    """How many tasks run at once: a fixed number or ``auto`` (CPU and memory)."""
+
+    max: int | Literal["auto"] = "auto"
+    memory_per_task: Size | Literal["auto"] = "auto"
+
+    @field_validator("max")
+    @classmethod
+    def _max_positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1 or 'auto', got {value}")
+        return value
+
+
+class AlertSink(_Frozen):
+    """Where alerts go: a webhook (JSON POST), a log file, or a command (JSON on stdin)."""
+
+    kind: Literal["webhook", "log", "command"]
+    url: str | None = None
+    path: Path | None = None
+    command: tuple[str, ...] | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    min_level: Literal["warning", "critical"] = "warning"
+
+
+class Alerts(_Frozen):
+    """Alert thresholds as fractions of the predicted upper bound, and the sinks."""
+
+    warning: float = Field(default=0.8, gt=0)
+    critical: float = Field(default=1.0, gt=0)
+    sinks: tuple[AlertSink, ...] = ()
+
+
+class Pipeline(_Frozen):
+    """A validated pipeline. Paths are absolute (resolved against the file's folder)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    description: str | None = None
+    accounts: tuple[str, ...] | None = None
+    accounts_file: Path | None = None
+    state_dir: Path = Path(".planner")
+    lease_ttl: Duration = 60.0
+    schedule: Schedule = Field(default_factory=Schedule)
+    concurrency: Concurrency = Field(default_factory=Concurrency)
+    retry_policies: dict[str, RetryPolicy] = Field(default_factory=dict)
+    alerts: Alerts = Field(default_factory=Alerts)
+    steps: tuple[Step, ...] = Field(min_length=1)
+    #: Where the pipeline was read from (set by the loader, not by the file).
+    source: Path | None = Field(default=None, exclude=True)
+
+    def step(self, step_id: str) -> Step:
+        """The step with this id (``KeyError`` when there is none)."""
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    @property
+    def account_list(self) -> tuple[str, ...]:
+        """The accounts per-account steps fan out over (empty when none)."""
+        return self.accounts or ()
+
+    def retry_policy(self, step: Step) -> RetryPolicy | None:
+        """The retry policy of ``step``, resolving a policy name."""
+        if isinstance(step.retry, RetryPolicy):
+            return step.retry
+        if isinstance(step.retry, str):
+            return self.retry_policies.get(step.retry)
+        return None
+
+    def tasks_per_run(self) -> int:
+        """Tasks in one full run: one per account for per-account steps, else one."""
+        n_accounts = len(self.account_list)
+        return sum(n_accounts if s.per_account else 1 for s in self.steps if s.enabled)
+
+
+def dump_for_json(model: BaseModel) -> dict[str, Any]:
+    """``model`` as plain JSON-able data."""
+    return model.model_dump(mode="json")
