@@ -1,0 +1,143 @@
+"""The values planning works on: task queries and estimates in, a plan out.
+
+:class:`TaskQuery` and :class:`TaskEstimate` are the contract with the predictor
+(``planner.learning.predictor``): it turns queries into estimates, planning turns
+estimates into a :class:`Plan`. Everything here is a frozen dataclass with no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+__all__ = [
+    "IntervalDecision",
+    "Plan",
+    "Recommendation",
+    "RunEstimate",
+    "StepPlan",
+    "TaskEstimate",
+    "TaskPlan",
+    "TaskQuery",
+    "WhatIf",
+]
+
+
+@dataclass(frozen=True)
+class TaskQuery:
+    """One task to estimate: a step, for one account (or none), with its inputs."""
+
+    step: str
+    account: str | None
+    quantity: float
+    params: Mapping[str, str | int | float | bool]
+    n_accounts: int
+    concurrency: int
+
+
+@dataclass(frozen=True)
+class TaskEstimate:
+    """The predicted duration of one task and its upper bound (``bound_s >= predicted_s``).
+
+    ``source`` says where it came from: ``"model"``, a baseline such as
+    ``"last2:step,account"``, or ``"default"``.
+    """
+
+    predicted_s: float
+    bound_s: float
+    source: str
+    peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskPlan:
+    """A task in the plan: its estimate and the worker slot it goes to."""
+
+    step: str
+    account: str | None
+    predicted_s: float
+    bound_s: float
+    source: str
+    slot: int
+    peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One step at the chosen concurrency: LPT makespan and its lower bound."""
+
+    step: str
+    tasks: int
+    slots: int
+    makespan_s: float
+    lower_bound_s: float
+    bound_s: float
+    groups: tuple[tuple[str | None, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Predicted run duration at another concurrency, and the memory it needs."""
+
+    concurrency: int
+    makespan_s: float
+    memory_mb: float | None
+    fits_cpu: bool = True
+    fits_memory: bool = True
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One piece of advice in plain words, with the numbers behind it."""
+
+    text: str
+    kind: str
+    numbers: Mapping[str, float | int | str | None] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "kind": self.kind, **dict(self.numbers)}
+
+
+@dataclass(frozen=True)
+class RunEstimate:
+    """The whole run: predicted along the critical path, and its calibrated upper bound."""
+
+    predicted_s: float
+    bound_s: float
+    critical_path: tuple[str, ...]
+    bound_rule: str
+    calibration_runs: int = 0
+    factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class IntervalDecision:
+    """When the next run starts and why."""
+
+    policy: str
+    interval_s: float | None
+    next_start: datetime | None
+    reason: str
+    fits_cadence: bool = True
+    cadence_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan of one run of a pipeline."""
+
+    pipeline: str
+    created_at: datetime
+    concurrency: int
+    concurrency_rule: str
+    run: RunEstimate
+    steps: tuple[StepPlan, ...]
+    tasks: tuple[TaskPlan, ...]
+    interval: IntervalDecision
+    what_if: tuple[WhatIf, ...]
+    recommendations: tuple[Recommendation, ...]
+    warnings: tuple[str, ...] = ()
+    memory_per_task_mb: float | None = None
+    free_memory_mb: float | None = None
