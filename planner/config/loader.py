@@ -64,6 +64,8 @@ def read_raw(file: Path) -> dict[str, Any]:
     if not text.strip():
         raise ConfigError(str(file), [ConfigIssue("", "file is empty")])
     data = _parse_text(file, text, fmt)
+    if data is None:
+        raise ConfigError(str(file), [ConfigIssue("", "file is empty (only comments)")])
     if not isinstance(data, Mapping):
         kind = type(data).__name__
         msg = f"top level must be a mapping of keys (name, steps, ...), got {kind}"
