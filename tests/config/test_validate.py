@@ -100,7 +100,10 @@ def test_durations_sizes_and_ids_in_every_form(write_pipeline: Write) -> None:
         schedule={"cadence": "PT36H", "max_interval": "3d"},
         concurrency={"max": 4, "memory_per_task": "1.5GiB"},
     )
-    data["steps"] = [{"id": 1, "command": ["x"], "timeout": "0.2s"}, {"id": "2", "command": ["y"], "depends_on": [1]}]
+    data["steps"] = [
+        {"id": 1, "command": ["x"], "timeout": "0.2s"},
+        {"id": "2", "command": ["y"], "depends_on": [1]},
+    ]
     pipeline = load_pipeline(write_pipeline(data))
     assert pipeline.schedule.cadence == 36 * 3600
     assert pipeline.concurrency.memory_per_task == int(1.5 * 1024**3)
@@ -160,7 +163,8 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown placeholder",
         {"steps": [{"id": "1", "command": ["x", "{acount}"], "params": {"region": "eu"}}]},
         "steps[0].command[1]",
-        "unknown placeholder {acount} in '{acount}' (known: account, quantity, step, run_id, region)",
+        "unknown placeholder {acount} in '{acount}' "
+        "(known: account, quantity, step, run_id, region)",
     ),
     (
         "per-account without accounts",
@@ -241,11 +245,13 @@ def test_each_check_names_field_and_value(
 ) -> None:
     data = minimal(**change)
     errors = errors_of(write_pipeline(data))
-    assert any(l == loc and fragment in m for l, m in errors), f"{label}: got {errors}"
+    assert any(at == loc and fragment in m for at, m in errors), f"{label}: got {errors}"
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json", ".toml"])
-def test_every_error_is_reported_at_once_in_every_format(write_pipeline: Write, suffix: str) -> None:
+def test_every_error_is_reported_at_once_in_every_format(
+    write_pipeline: Write, suffix: str
+) -> None:
     data = {
         "name": "p",
         "accounts": ["a", "a"],
@@ -256,13 +262,20 @@ def test_every_error_is_reported_at_once_in_every_format(write_pipeline: Write, 
     }
     errors = errors_of(write_pipeline(data, name="p" + suffix))
     locs = {loc for loc, _ in errors}
-    assert {"steps[0].quantity", "steps[1].depends_on[0]", "steps[1].command[1]", "accounts[1]"} <= locs
+    assert {
+        "steps[0].quantity",
+        "steps[1].depends_on[0]",
+        "steps[1].command[1]",
+        "accounts[1]",
+    } <= locs
 
 
 def test_duplicate_account_in_accounts_file(write_pipeline: Write, tmp_path: Path) -> None:
     (tmp_path / "accts.txt").write_text("a\nb\na\n")
     errors = errors_of(write_pipeline(minimal(accounts_file="accts.txt")))
-    assert errors == [("accounts_file", "accts.txt line 3: duplicate account 'a' (first on line 1)")]
+    assert errors == [
+        ("accounts_file", "accts.txt line 3: duplicate account 'a' (first on line 1)")
+    ]
 
 
 # --- unreadable and malformed files ---------------------------------------------------------
@@ -344,7 +357,9 @@ def test_selection_unknown_step(write_pipeline: Write) -> None:
         select_steps(pipeline, ["8"])
 
 
-def test_validate_cli_selection_json(write_pipeline: Write, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_cli_selection_json(
+    write_pipeline: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = _chain(write_pipeline)
     code, out, _ = run_cli("validate", str(path), "--steps", "3", "--json", capsys=capsys)
     assert code == 2
@@ -357,7 +372,9 @@ def test_validate_cli_selection_json(write_pipeline: Write, capsys: pytest.Captu
     assert json.loads(out) == {"valid": True, "errors": [], "order": ["1", "21", "3"]}
 
 
-def test_validate_json_lists_every_error(write_pipeline: Write, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_json_lists_every_error(
+    write_pipeline: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write_pipeline(minimal(accounts=["a", "a"], schedule={"quantile": 2}))
     code, out, err = run_cli("validate", str(path), "--json", capsys=capsys)
     assert code == 2 and err == ""

@@ -24,7 +24,9 @@ junk = st.recursive(
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
     | st.sampled_from(["auto", "24h", "-1s", "0", "{account}", "{x}", "1", "21", "{", "P1D"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=8,
 )
 
