@@ -75,6 +75,7 @@ NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
 #: Positive bytes, written as ``512MB``, ``2GiB`` or a number.
 Size = Annotated[int, BeforeValidator(_positive_size)]
 StepId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
+Account = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
 Scalar = str | int | float | bool
 
 
@@ -221,7 +222,7 @@ class Pipeline(_Frozen):
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     description: str | None = None
-    accounts: tuple[str, ...] | None = None
+    accounts: tuple[Account, ...] | None = None
     accounts_file: Path | None = None
     state_dir: Path = Path(".planner")
     lease_ttl: Duration = 60.0
