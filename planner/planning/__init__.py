@@ -3,6 +3,7 @@ recommendations and policy simulation. Data and ``now`` in, decisions out."""
 
 from planner.planning.model import (
     IntervalDecision,
+    PastRun,
     Plan,
     Recommendation,
     RunEstimate,
@@ -15,6 +16,7 @@ from planner.planning.model import (
 
 __all__ = [
     "IntervalDecision",
+    "PastRun",
     "Plan",
     "Recommendation",
     "RunEstimate",

@@ -14,6 +14,7 @@ from typing import Any
 
 __all__ = [
     "IntervalDecision",
+    "PastRun",
     "Plan",
     "Recommendation",
     "RunEstimate",
@@ -49,6 +50,24 @@ class TaskEstimate:
     bound_s: float
     source: str
     peak_rss_mb: float | None = None
+
+
+@dataclass(frozen=True)
+class PastRun:
+    """A finished run of the pipeline and, when one was stored, the plan made for it."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    status: str
+    predicted_s: float | None = None
+    bound_s: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,126 @@
+"""How many tasks run at once: what fits the CPU and memory, and what other counts would give.
+
+``auto`` is the largest count that fits both the CPU (``cores - 1``, at least 1) and the
+memory (``free x 0.8 / peak memory per task``); a fixed count is kept, with a warning for
+each resource it does not fit. :func:`what_if` predicts the run at other counts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from planner.planning.makespan import schedule_graph
+from planner.planning.model import WhatIf
+
+__all__ = [
+    "MEMORY_SHARE",
+    "ConcurrencyChoice",
+    "choose_concurrency",
+    "cpu_limit",
+    "memory_limit",
+    "what_if",
+    "what_if_counts",
+]
+
+#: The share of free memory planner lets its tasks use.
+MEMORY_SHARE = 0.8
+
+
+@dataclass(frozen=True)
+class ConcurrencyChoice:
+    """The chosen count, the rule that chose it, and warnings about what does not fit."""
+
+    concurrency: int
+    rule: str
+    cpu_limit: int
+    memory_limit: int | None
+    warnings: tuple[str, ...] = ()
+
+
+def cpu_limit(cpu_count: int | None) -> int:
+    """``cores - 1``, at least 1 (1 when the count is unknown)."""
+    return max(1, (cpu_count or 1) - 1)
+
+
+def memory_limit(free_memory_mb: float | None, peak_mb_per_task: float | None) -> int | None:
+    """``floor(free x 0.8 / peak)``, at least 1; ``None`` when either figure is unknown."""
+    if not free_memory_mb or not peak_mb_per_task or peak_mb_per_task <= 0:
+        return None
+    return max(1, math.floor(free_memory_mb * MEMORY_SHARE / peak_mb_per_task))
+
+
+def choose_concurrency(
+    setting: int | str,
+    *,
+    cpu_count: int | None,
+    free_memory_mb: float | None,
+    peak_mb_per_task: float | None,
+) -> ConcurrencyChoice:
+    """The concurrency for ``setting`` (an int, or ``"auto"``) on this machine."""
+    by_cpu = cpu_limit(cpu_count)
+    by_mem = memory_limit(free_memory_mb, peak_mb_per_task)
+    mem_text = (
+        f"memory {free_memory_mb:.0f} MB free x {MEMORY_SHARE:g} / {peak_mb_per_task:.0f} MB "
+        f"per task = {by_mem}"
+        if by_mem is not None and free_memory_mb and peak_mb_per_task
+        else "memory: no peak memory known per task, not limited"
+    )
+    cpu_text = f"CPU {cpu_count or 'unknown'} cores - 1 = {by_cpu}"
+    if setting == "auto":
+        n = min(by_cpu, by_mem) if by_mem is not None else by_cpu
+        return ConcurrencyChoice(n, f"auto: {cpu_text}; {mem_text}", by_cpu, by_mem)
+    n = int(setting)
+    warnings = []
+    if n > by_cpu:
+        warnings.append(f"concurrency {n} exceeds the CPU fit ({cpu_text})")
+    if by_mem is not None and n > by_mem and peak_mb_per_task and free_memory_mb:
+        need = n * peak_mb_per_task
+        warnings.append(
+            f"concurrency {n} needs {need:.0f} MB of memory but {free_memory_mb * MEMORY_SHARE:.0f}"
+            f" MB fit ({mem_text})"
+        )
+    return ConcurrencyChoice(n, f"fixed at {n}", by_cpu, by_mem, tuple(warnings))
+
+
+def what_if_counts(chosen: int, limits: Iterable[int | None], widest: int) -> list[int]:
+    """Counts worth showing: powers of two and neighbours up to the widest step, the limits."""
+    top = max(1, widest)
+    counts = {1, chosen}
+    c = 2
+    while c <= top:
+        counts.add(c)
+        c *= 2
+    counts.add(top)
+    counts.update(x for x in limits if x is not None and x <= top)
+    counts.update(x for x in (chosen - 1, chosen + 1, chosen * 2) if 1 <= x <= top)
+    return sorted(counts)
+
+
+def what_if(
+    deps: Mapping[str, Sequence[str]],
+    durations: Mapping[str, Sequence[float]],
+    counts: Iterable[int],
+    *,
+    peak_mb_per_task: float | None,
+    cpu_count: int | None = None,
+    free_memory_mb: float | None = None,
+) -> list[WhatIf]:
+    """The predicted run (shared-slot schedule) at each count, and the memory it needs."""
+    by_cpu = cpu_limit(cpu_count)
+    by_mem = memory_limit(free_memory_mb, peak_mb_per_task)
+    rows = []
+    for n in counts:
+        sched = schedule_graph(deps, durations, n)
+        memory = n * peak_mb_per_task if peak_mb_per_task else None
+        rows.append(
+            WhatIf(
+                concurrency=n,
+                makespan_s=sched.makespan,
+                memory_mb=memory,
+                fits_cpu=n <= by_cpu,
+                fits_memory=by_mem is None or n <= by_mem,
+            )
+        )
+    return rows
