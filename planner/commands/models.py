@@ -1,0 +1,100 @@
+"""``planner models [--pipeline P] [--models DIR] [--json]``: the trained models and which is live.
+
+``--json`` prints ``{"root": DIR, "models": [card + "pipeline", "id", "current"]}``,
+oldest first per pipeline; a model whose card cannot be read carries ``"error"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from planner.commands.common import add_json_option, add_models_option, models_dir, print_json
+
+__all__ = ["register"]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "models",
+        help="list the trained models and the live one",
+        description="List the models in the registry, with their training data and scores.",
+    )
+    parser.add_argument("--pipeline", metavar="NAME", help="only this pipeline's models")
+    add_models_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from planner.learning.registry import Registry
+
+    root = models_dir(args.models)
+    entries = Registry(root).list(args.pipeline)
+    if args.json:
+        print_json({"root": str(root), "models": entries})
+        return 0
+    _print_table(str(root), entries)
+    return 0
+
+
+def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not entries:
+        console.print(f"no models in {root}")
+        return
+    table = Table(title=f"models in {root}")
+    for name in ("pipeline", "model id", "live", "kind", "rows", "trained on", "MdAPE", "MAE"):
+        table.add_column(name, justify="right" if name in {"rows", "MdAPE", "MAE"} else "left")
+    for entry in entries:
+        if "error" in entry:
+            table.add_row(entry["pipeline"], entry["id"], "", f"[red]{entry['error']}[/]")
+            continue
+        metrics = _model_metrics(entry.get("metrics"))
+        table.add_row(
+            entry["pipeline"],
+            entry["id"],
+            "*" if entry["current"] else "",
+            str(entry.get("kind", "")),
+            _rows(entry),
+            _span(entry),
+            _percent(metrics.get("mdape")),
+            _seconds(metrics.get("mae_s")),
+        )
+    console.print(table)
+
+
+def _model_metrics(metrics: Any) -> dict[str, Any]:
+    """The model's own scores: ``metrics["model"]`` when metrics are per method."""
+    if not isinstance(metrics, dict):
+        return {}
+    inner = metrics.get("model")
+    return inner if isinstance(inner, dict) else metrics
+
+
+def _training(entry: dict[str, Any]) -> dict[str, Any]:
+    training = entry.get("training")
+    return training if isinstance(training, dict) else {}
+
+
+def _rows(entry: dict[str, Any]) -> str:
+    rows = _training(entry).get("rows", entry.get("rows"))
+    return f"{rows:,}" if isinstance(rows, int) else ""
+
+
+def _span(entry: dict[str, Any]) -> str:
+    span = _training(entry).get("span", entry.get("span"))
+    if isinstance(span, list | tuple) and len(span) == 2:
+        return f"{str(span[0])[:10]} .. {str(span[1])[:10]}"
+    return ""
+
+
+def _percent(value: Any) -> str:
+    return f"{value:.1%}" if isinstance(value, int | float) else ""
+
+
+def _seconds(value: Any) -> str:
+    return f"{value:,.0f} s" if isinstance(value, int | float) else ""

@@ -1,0 +1,307 @@
+"""The model registry: trained artifacts on disk, each beside a card, checked before loading.
+
+Layout::
+
+    <root>/<pipeline>/<model id>/model.joblib   the pickled object (joblib)
+    <root>/<pipeline>/<model id>/card.json      what it is and how to trust it
+    <root>/<pipeline>/current                   the live model id (one line)
+
+A model id is the UTC save time plus the first 8 hex digits of the file's sha256
+(``20261126T130512Z-1a2b3c4d``), so ids sort by age. The card holds what the trainer
+passes (``kind``, ``features``, ``training`` span and row count, ``metrics``,
+``quantile``, ``notes``...) plus what the registry adds: ``pipeline``, ``model_id``,
+``created_at``, ``file``, ``size``, ``sha256`` and ``versions`` (python, sklearn, numpy,
+pandas, joblib).
+
+joblib files are pickles: loading one runs code. :meth:`Registry.load` therefore checks,
+BEFORE unpickling, that the card is valid JSON, the file exists, its sha256 equals the
+card's, and the versions of scikit-learn, numpy and pandas match the card's (major.minor);
+any failure raises :class:`~planner.errors.ModelError` with a one-line reason and
+``joblib.load`` is never called. ``current`` and each save are written atomically (a
+temporary file or folder, then ``os.replace``), so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from planner.clock import SYSTEM_CLOCK, Clock
+from planner.errors import ModelError
+
+__all__ = [
+    "CARD_FILE",
+    "CHECKED_LIBRARIES",
+    "CURRENT_FILE",
+    "MODEL_FILE",
+    "LoadedModel",
+    "Registry",
+    "library_versions",
+]
+
+MODEL_FILE = "model.joblib"
+CARD_FILE = "card.json"
+CURRENT_FILE = "current"
+#: Libraries whose major.minor version must match the card's before a model is loaded.
+CHECKED_LIBRARIES = ("sklearn", "numpy", "pandas")
+
+_DISTRIBUTIONS = {
+    "sklearn": "scikit-learn",
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "joblib": "joblib",
+}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$")
+_HASH_CHUNK = 1 << 20
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of python and the libraries a pickled model depends on."""
+    versions = {"python": platform.python_version()}
+    for key, dist in _DISTRIBUTIONS.items():
+        try:
+            versions[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[key] = "absent"
+    return versions
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model that passed every check, with its card."""
+
+    obj: Any
+    card: dict[str, Any]
+    model_id: str
+
+
+class Registry:
+    """Models saved under ``root``, one folder per pipeline (see the module docstring)."""
+
+    def __init__(self, root: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+        self.root = Path(root)
+        self._clock = clock
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def pipeline_dir(self, pipeline: str) -> Path:
+        return self.root / _checked_name(pipeline, "pipeline")
+
+    def model_dir(self, pipeline: str, model_id: str) -> Path:
+        return self.pipeline_dir(pipeline) / _checked_name(model_id, "model id")
+
+    # -- writing -------------------------------------------------------------------------
+
+    def save(self, pipeline: str, obj: Any, card: dict[str, Any]) -> str:
+        """Dump ``obj`` with joblib beside its card; returns the new model id.
+
+        The model is not made current: call :meth:`promote` for that."""
+        import joblib
+
+        folder = self.pipeline_dir(pipeline)
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
+        try:
+            model_path = staging / MODEL_FILE
+            joblib.dump(obj, model_path)
+            digest = _sha256(model_path)
+            created = self._clock.now()
+            model_id = f"{created:%Y%m%dT%H%M%S}Z-{digest[:8]}"
+            full = {
+                **card,
+                "pipeline": pipeline,
+                "model_id": model_id,
+                "created_at": created.isoformat(),
+                "file": MODEL_FILE,
+                "size": model_path.stat().st_size,
+                "sha256": digest,
+                "versions": library_versions(),
+            }
+            (staging / CARD_FILE).write_text(
+                json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n",
+                encoding="utf-8",
+            )
+            target = folder / model_id
+            if target.exists():
+                raise ModelError(str(target), "a model with this id already exists")
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return model_id
+
+    def promote(self, pipeline: str, model_id: str) -> None:
+        """Make ``model_id`` the live model of ``pipeline`` (atomic replace of ``current``)."""
+        folder = self.model_dir(pipeline, model_id)
+        if not (folder / CARD_FILE).is_file():
+            raise ModelError(str(folder), "no such model (card.json missing)")
+        _write_atomic(self.pipeline_dir(pipeline) / CURRENT_FILE, model_id + "\n")
+
+    # -- reading -------------------------------------------------------------------------
+
+    def current_id(self, pipeline: str) -> str | None:
+        """The live model id of ``pipeline``, ``None`` when none was promoted."""
+        path = self.pipeline_dir(pipeline) / CURRENT_FILE
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(str(path), f"cannot read: {exc}") from None
+        if not text:
+            return None
+        return _checked_name(text, "model id in current")
+
+    def card(self, pipeline: str, model_id: str) -> dict[str, Any]:
+        """The card of a model (ModelError when missing or not a JSON object)."""
+        path = self.model_dir(pipeline, model_id) / CARD_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ModelError(str(path), "card missing") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(str(path), f"card is not valid JSON: {exc}") from None
+        except OSError as exc:
+            raise ModelError(str(path), f"cannot read card: {exc.strerror or exc}") from None
+        if not isinstance(data, dict):
+            raise ModelError(str(path), "card is not a JSON object")
+        return data
+
+    def verify(self, pipeline: str, model_id: str) -> dict[str, Any]:
+        """Every check :meth:`load` makes before unpickling; returns the card."""
+        card = self.card(pipeline, model_id)
+        path = self.model_dir(pipeline, model_id) / str(card.get("file") or MODEL_FILE)
+        if path.parent != self.model_dir(pipeline, model_id):
+            raise ModelError(str(path), "card names a file outside its model folder")
+        expected = card.get("sha256")
+        if not isinstance(expected, str) or not re.fullmatch(r"[0-9a-f]{64}", expected):
+            raise ModelError(str(path), "card has no valid sha256")
+        if not path.is_file():
+            raise ModelError(str(path), "model file missing")
+        actual = _sha256(path)
+        if actual != expected:
+            raise ModelError(
+                str(path),
+                f"sha256 {actual[:12]}... does not match the card's {expected[:12]}... "
+                "(file changed or truncated)",
+            )
+        mismatch = _version_mismatch(card.get("versions"), library_versions())
+        if mismatch:
+            raise ModelError(str(path), mismatch)
+        return card
+
+    def load(self, pipeline: str, model_id: str | None = None) -> LoadedModel:
+        """Load a model (the current one when ``model_id`` is None) after :meth:`verify`."""
+        if model_id is None:
+            model_id = self.current_id(pipeline)
+            if model_id is None:
+                where = str(self.pipeline_dir(pipeline) / CURRENT_FILE)
+                raise ModelError(where, f"no current model for pipeline {pipeline!r}")
+        card = self.verify(pipeline, model_id)
+        path = self.model_dir(pipeline, model_id) / str(card.get("file") or MODEL_FILE)
+        import joblib
+
+        try:
+            obj = joblib.load(path)
+        except Exception as exc:
+            raise ModelError(str(path), f"cannot unpickle: {type(exc).__name__}: {exc}") from None
+        return LoadedModel(obj=obj, card=card, model_id=model_id)
+
+    def list(self, pipeline: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every model (of one pipeline or all), oldest first per pipeline: the card plus
+        ``pipeline``, ``id`` and ``current``; an unreadable card gives ``error``."""
+        if pipeline is not None:
+            pipelines = [pipeline]
+        elif self.root.is_dir():
+            pipelines = sorted(
+                p.name for p in self.root.iterdir() if p.is_dir() and _SAFE_NAME.match(p.name)
+            )
+        else:
+            pipelines = []
+        entries: builtins.list[dict[str, Any]] = []
+        for name in pipelines:
+            folder = self.pipeline_dir(name)
+            if not folder.is_dir():
+                continue
+            try:
+                current = self.current_id(name)
+            except ModelError:
+                current = None
+            for model in sorted(p for p in folder.iterdir() if p.is_dir()):
+                if not _SAFE_NAME.match(model.name):
+                    continue  # staging folders of saves in progress
+                try:
+                    entry: dict[str, Any] = dict(self.card(name, model.name))
+                except ModelError as exc:
+                    entry = {"error": exc.what}
+                entry.update(pipeline=name, id=model.name, current=model.name == current)
+                entries.append(entry)
+        return entries
+
+
+def _checked_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _SAFE_NAME.match(name) or ".." in name:
+        raise ModelError(what, f"{name!r} is not a valid name (letters, digits, . _ - + @)")
+    return name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _major_minor(version: str) -> tuple[str, ...]:
+    return tuple(re.split(r"[.+]", version)[:2])
+
+
+def _version_mismatch(saved: Any, running: dict[str, str]) -> str | None:
+    if not isinstance(saved, dict):
+        return "card has no library versions"
+    for library in CHECKED_LIBRARIES:
+        was = saved.get(library)
+        if not isinstance(was, str):
+            return f"card has no {library} version"
+        now = running.get(library, "absent")
+        if _major_minor(was) != _major_minor(now):
+            return f"saved with {library} {was}, running {now}: retrain the model"
+    return None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    return str(value)
