@@ -1,0 +1,107 @@
+"""Peak memory and CPU time of each running task's whole process tree.
+
+One background thread samples every registered tree on a timer (not per scheduler tick):
+one pass over the process table per tick serves every tree. A tree is also sampled once
+right after its spawn, so a task shorter than the interval still gets figures; at the end
+the kernel's own figures from ``os.wait4`` (``ru_maxrss``, CPU of the task and its reaped
+children) are taken as a floor.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import psutil
+
+__all__ = ["TreeSampler", "TreeUsage"]
+
+
+@dataclass
+class TreeUsage:
+    """What was seen of one tree: the peak of its summed RSS and the CPU seconds per pid."""
+
+    peak_rss_bytes: int = 0
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(self.cpu_by_pid.values())
+
+    def final(self, maxrss_kb: int, rusage_cpu_s: float) -> tuple[float, float]:
+        """``(peak_rss_mb, cpu_s)`` with the kernel's figures from ``wait4`` as a floor."""
+        peak = max(self.peak_rss_bytes, maxrss_kb * 1024)
+        return peak / (1024 * 1024), max(self.cpu_s, rusage_cpu_s)
+
+
+class TreeSampler:
+    """Samples the registered process trees every ``interval`` seconds in a thread."""
+
+    def __init__(self, interval: float = 0.5) -> None:
+        self.interval = interval
+        self._trees: dict[int, TreeUsage] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="tree-sampler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def add(self, pid: int) -> None:
+        """Register a freshly spawned task and sample its root at once."""
+        usage = TreeUsage()
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                usage.peak_rss_bytes = proc.memory_info().rss
+                times = proc.cpu_times()
+            usage.cpu_by_pid[pid] = times.user + times.system
+        except psutil.Error:
+            pass
+        with self._lock:
+            self._trees[pid] = usage
+
+    def remove(self, pid: int) -> TreeUsage:
+        """Unregister a task (call before reaping it) and return what was seen."""
+        with self._lock:
+            return self._trees.pop(pid, None) or TreeUsage()
+
+    def sample(self) -> None:
+        """One pass over the process table, updating every registered tree."""
+        with self._lock:
+            if not self._trees:
+                return
+            children: dict[int, list[int]] = {}
+            stats: dict[int, tuple[int, float]] = {}
+            for proc in psutil.process_iter(["ppid", "memory_info", "cpu_times"]):
+                info = proc.info
+                mem, times = info.get("memory_info"), info.get("cpu_times")
+                if mem is None or times is None:
+                    continue
+                children.setdefault(info.get("ppid") or 0, []).append(proc.pid)
+                stats[proc.pid] = (mem.rss, times.user + times.system)
+            for root, usage in self._trees.items():
+                total_rss = 0
+                todo = [root]
+                while todo:
+                    pid = todo.pop()
+                    if pid not in stats:
+                        continue
+                    rss, cpu = stats[pid]
+                    total_rss += rss
+                    if cpu > usage.cpu_by_pid.get(pid, 0.0):
+                        usage.cpu_by_pid[pid] = cpu
+                    todo.extend(children.get(pid, ()))
+                usage.peak_rss_bytes = max(usage.peak_rss_bytes, total_rss)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
