@@ -1,0 +1,189 @@
+"""Opening a history database: the engine, SQLite's settings, the schema, error mapping.
+
+SQLite gets, on every connection, a busy timeout and ``synchronous=NORMAL`` (safe in WAL:
+a killed process loses nothing committed), and the file is switched to WAL once. pysqlite
+begins transactions lazily and deferred; here the driver's own transaction handling is
+turned off and SQLAlchemy's ``begin`` event emits ``BEGIN`` itself, ``BEGIN IMMEDIATE``
+for write transactions (execution option ``planner_begin="IMMEDIATE"``), so that a write
+never has to upgrade a read lock (which fails at once in WAL instead of waiting).
+
+Creating the schema is race-safe: the version is read first; when it is missing, the
+tables are created under a lock (``BEGIN IMMEDIATE`` on SQLite, an advisory transaction
+lock on PostgreSQL) and the check is repeated there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+
+from planner.errors import SchemaVersionError, StoreError
+from planner.history.schema import SCHEMA_VERSION, meta, metadata
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "IMMEDIATE",
+    "ensure_schema",
+    "mask_url",
+    "open_engine",
+    "store_errors",
+]
+
+#: How long a connection waits for a lock held by another before giving up.
+BUSY_TIMEOUT_S = 30.0
+
+#: Execution options for a write transaction (``BEGIN IMMEDIATE`` on SQLite).
+IMMEDIATE: dict[str, Any] = {"planner_begin": "IMMEDIATE"}
+
+_PG_SCHEMA_LOCK = 0x706C616E6E6572  # "planner": the advisory lock id for schema creation
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (ArgumentError, ValueError):
+        return str(url)
+
+
+@contextmanager
+def store_errors(where: str) -> Iterator[None]:
+    """Turn database errors into :class:`StoreError` naming ``where`` and what went wrong."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreError(where, _describe(exc)) from exc
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        message = str(exc.orig).strip() or type(exc.orig).__name__
+    else:
+        message = str(exc).strip() or type(exc).__name__
+    return message.splitlines()[0]
+
+
+def open_engine(url: str | URL) -> Engine:
+    """An engine for ``url`` (SQLite: its folder created, settings on every connection)."""
+    where = mask_url(url)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(where, f"not a database URL: {exc}") from exc
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        _make_sqlite_folder(parsed, where)
+    kwargs: dict[str, Any] = {}
+    if sqlite:
+        kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise StoreError(where, f"cannot use this database: {exc}") from exc
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _make_sqlite_folder(url: URL, where: str) -> None:
+    database = url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(where, f"cannot create the folder: {exc.strerror or exc}") from exc
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver must not begin transactions itself: the "begin" event does it.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(connection: Connection) -> None:
+    mode = connection.get_execution_options().get("planner_begin", "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def ensure_schema(engine: Engine, where: str) -> None:
+    """Switch SQLite to WAL, create the tables if absent, refuse an unknown version."""
+    with store_errors(where):
+        if engine.dialect.name == "sqlite":
+            _ensure_wal(engine, where)
+        with engine.connect() as conn:
+            version = _read_version(conn)
+        if version is None:
+            _create_schema(engine)
+            with engine.connect() as conn:
+                version = _read_version(conn)
+    if version != str(SCHEMA_VERSION):
+        raise SchemaVersionError(
+            where,
+            f"the history has schema version {version}; this planner knows only "
+            f"version {SCHEMA_VERSION}",
+        )
+
+
+def _read_version(conn: Connection) -> str | None:
+    if not inspect(conn).has_table(meta.name):
+        conn.rollback()
+        return None
+    value = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    conn.rollback()
+    return value
+
+
+def _create_schema(engine: Engine) -> None:
+    name = engine.dialect.name
+    with engine.connect() as plain:
+        conn = plain.execution_options(**IMMEDIATE)
+        with conn.begin():
+            if name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
+            metadata.create_all(conn, checkfirst=True)
+            current = conn.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar()
+            if current is None:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
+def _ensure_wal(engine: Engine, where: str) -> None:
+    """Put the SQLite file in WAL mode (persistent); retries while others hold locks."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        assert driver is not None
+        mode = driver.execute("PRAGMA journal_mode").fetchone()[0]
+        if mode in ("wal", "memory"):
+            return
+        while True:
+            try:
+                mode = driver.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            except Exception as exc:  # sqlite3.OperationalError: database is locked
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(where, f"cannot switch to WAL: {exc}") from exc
+                time.sleep(0.05)
+                continue
+            if mode in {"wal", "memory"}:
+                return
+            raise StoreError(where, f"cannot switch to WAL: journal mode stays {mode!r}")
+    finally:
+        raw.close()

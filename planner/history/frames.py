@@ -1,0 +1,122 @@
+"""The attempts as a pandas DataFrame: the contract between history and learning.
+
+Columns and dtypes are those of docs/ARCHITECTURE.md ("The attempts DataFrame"); times
+are ``datetime64[us, UTC]``. pandas is imported here only, when a frame is asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, String, select, type_coerce
+
+from planner.clock import ensure_utc
+from planner.history.schema import attempts
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["FRAME_COLUMNS", "FRAME_DTYPES", "empty_attempts_frame", "read_attempts"]
+
+#: Column -> dtype of the attempts DataFrame, in column order.
+FRAME_DTYPES: dict[str, str] = {
+    "attempt_id": "int64",
+    "run_id": "string",
+    "pipeline": "string",
+    "step": "string",
+    "account": "string",
+    "attempt": "int64",
+    "quantity": "float64",
+    "params": "object",
+    "n_accounts": "Int64",
+    "concurrency": "Int64",
+    "host": "string",
+    "started_at": "datetime64[us, UTC]",
+    "finished_at": "datetime64[us, UTC]",
+    "duration_s": "float64",
+    "status": "string",
+    "exit_code": "Int64",
+    "error_class": "string",
+    "peak_rss_mb": "float64",
+    "cpu_s": "float64",
+    "load_avg": "float64",
+    "free_mem_mb": "float64",
+    "cpu_count": "Int64",
+    "source": "string",
+}
+FRAME_COLUMNS: tuple[str, ...] = tuple(FRAME_DTYPES)
+
+_TIMES = ("started_at", "finished_at")
+
+
+def read_attempts(
+    conn: Connection,
+    *,
+    pipeline: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pd.DataFrame:
+    """Attempts started in ``[since, until)`` (of ``pipeline``), ordered by start."""
+    import pandas as pd
+
+    # Times are read raw (text on SQLite, aware datetimes on servers) and parsed by
+    # pandas in one vectorised call instead of one Python object per value.
+    columns = [
+        type_coerce(attempts.c[name], String).label(name) if name in _TIMES else attempts.c[name]
+        for name in FRAME_COLUMNS
+    ]
+    query = select(*columns).order_by(attempts.c.started_at, attempts.c.attempt_id)
+    if pipeline is not None:
+        query = query.where(attempts.c.pipeline == pipeline)
+    if since is not None:
+        query = query.where(attempts.c.started_at >= ensure_utc(since))
+    if until is not None:
+        query = query.where(attempts.c.started_at < ensure_utc(until))
+    result = conn.execute(query)
+    records = result.fetchall()
+    frame = pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS), coerce_float=False)
+    return _typed(frame)
+
+
+def empty_attempts_frame() -> pd.DataFrame:
+    """A frame with the attempts columns and dtypes and no rows."""
+    import pandas as pd
+
+    return _typed(pd.DataFrame({name: [] for name in FRAME_COLUMNS}))
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    out: dict[str, Any] = {}
+    cache: dict[str, dict[str, Any]] = {}
+    for name, dtype in FRAME_DTYPES.items():
+        column = frame[name]
+        if name in _TIMES:
+            out[name] = pd.to_datetime(column, utc=True, format="ISO8601").astype(cast(Any, dtype))
+        elif name == "params":
+            out[name] = pd.Series(
+                [_params(text, cache) for text in column], index=frame.index, dtype=object
+            )
+        elif dtype == "float64":
+            out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        elif dtype in ("int64", "Int64"):
+            out[name] = pd.array(column.to_numpy(dtype=object), dtype="Int64")
+            if dtype == "int64":
+                out[name] = pd.Series(out[name], index=frame.index).astype("int64")
+        else:
+            out[name] = column.astype(cast(Any, dtype))
+    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+
+
+def _params(text: Any, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if not isinstance(text, str) or not text:
+        return {}
+    parsed = cache.get(text)
+    if parsed is None:
+        parsed = json.loads(text)
+        cache[text] = parsed
+    # each row gets its own dict so that editing one row never changes another
+    return dict(parsed)

@@ -1,0 +1,179 @@
+"""The lease: one row per pipeline naming the run that may execute it.
+
+Every function here runs inside a write transaction the store opened (``BEGIN IMMEDIATE``
+on SQLite, so read-then-write cannot race; on PostgreSQL the row is inserted with
+``ON CONFLICT DO NOTHING`` and then locked with ``SELECT ... FOR UPDATE``), and every
+takeover is a conditional ``UPDATE ... WHERE owner_id = <the holder we saw>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from planner.clock import ensure_utc
+from planner.history.records import LeaseHolder, LeaseOwner, LeaseResult, TakeoverReason
+from planner.history.schema import leases
+
+__all__ = [
+    "HolderAlive",
+    "acquire",
+    "attach_run",
+    "current",
+    "heartbeat",
+    "holder_process_alive",
+    "release",
+]
+
+#: Tells whether a lease holder on this host still runs (default: :func:`holder_process_alive`).
+HolderAlive = Callable[[LeaseHolder], bool]
+
+
+def holder_process_alive(holder: LeaseHolder) -> bool:
+    """Whether the holder's process (on this host) still exists and is the same process.
+
+    A zombie counts as gone, and so does a process started after the lease was taken
+    (its pid was reused).
+    """
+    import psutil
+
+    try:
+        process = psutil.Process(holder.pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        started = process.create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True
+    return started <= holder.acquired_at.timestamp() + 1.0
+
+
+def acquire(
+    conn: Connection,
+    pipeline: str,
+    owner: LeaseOwner,
+    *,
+    ttl_s: float,
+    now: datetime,
+    alive: HolderAlive,
+) -> LeaseResult:
+    """Take the lease of ``pipeline`` if it is free, ours, expired, or its owner is gone."""
+    now = ensure_utc(now)
+    mine = LeaseHolder(
+        pipeline=pipeline,
+        owner_id=owner.owner_id,
+        host=owner.host,
+        pid=owner.pid,
+        run_id=owner.run_id,
+        acquired_at=now,
+        heartbeat_at=now,
+        expires_at=now + timedelta(seconds=ttl_s),
+    )
+    for _ in range(10):
+        if _insert_if_absent(conn, mine):
+            return LeaseResult(acquired=True, holder=mine)
+        row = conn.execute(
+            select(leases).where(leases.c.pipeline == pipeline).with_for_update()
+        ).one_or_none()
+        if row is None:
+            continue  # released between our insert and our read: try again
+        held = _holder(row)
+        if held.owner_id == owner.owner_id:
+            refreshed = LeaseHolder(**{**vars(mine), "acquired_at": held.acquired_at})
+            _replace(conn, held.owner_id, refreshed)
+            return LeaseResult(acquired=True, holder=refreshed)
+        reason: TakeoverReason | None = None
+        if held.expires_at <= now:
+            reason = TakeoverReason.EXPIRED
+        elif held.host == owner.host and not alive(held):
+            reason = TakeoverReason.OWNER_DEAD
+        if reason is None:
+            return LeaseResult(acquired=False, holder=held)
+        if _replace(conn, held.owner_id, mine):
+            return LeaseResult(acquired=True, holder=mine, previous=held, reason=reason)
+    row = conn.execute(select(leases).where(leases.c.pipeline == pipeline)).one()
+    return LeaseResult(acquired=False, holder=_holder(row))
+
+
+def heartbeat(conn: Connection, pipeline: str, owner_id: str, ttl_s: float, now: datetime) -> bool:
+    """Extend our lease; False when it is no longer ours."""
+    now = ensure_utc(now)
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
+        .values(heartbeat_at=now, expires_at=now + timedelta(seconds=ttl_s))
+    )
+    return result.rowcount == 1
+
+
+def attach_run(conn: Connection, pipeline: str, owner_id: str, run_id: str) -> bool:
+    """Record which run our lease is for; False when it is no longer ours."""
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
+        .values(run_id=run_id)
+    )
+    return result.rowcount == 1
+
+
+def release(conn: Connection, pipeline: str, owner_id: str) -> bool:
+    """Give our lease up; False when it was not ours (any more)."""
+    result = conn.execute(
+        delete(leases).where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
+    )
+    return result.rowcount == 1
+
+
+def current(conn: Connection, pipeline: str) -> LeaseHolder | None:
+    """The lease row of ``pipeline``, expired or not, if there is one."""
+    row = conn.execute(select(leases).where(leases.c.pipeline == pipeline)).one_or_none()
+    return _holder(row) if row is not None else None
+
+
+def _holder(row: Row[Any]) -> LeaseHolder:
+    return LeaseHolder(
+        pipeline=row.pipeline,
+        owner_id=row.owner_id,
+        host=row.host,
+        pid=row.pid,
+        run_id=row.run_id,
+        acquired_at=row.acquired_at,
+        heartbeat_at=row.heartbeat_at,
+        expires_at=row.expires_at,
+    )
+
+
+def _insert_if_absent(conn: Connection, holder: LeaseHolder) -> bool:
+    values = vars(holder)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt: Any = sqlite_insert(leases).values(values).on_conflict_do_nothing()
+        return conn.execute(stmt).rowcount == 1
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        stmt = pg_insert(leases).values(values).on_conflict_do_nothing()
+        return conn.execute(stmt).rowcount == 1
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(leases).values(values))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _replace(conn: Connection, previous_owner: str, holder: LeaseHolder) -> bool:
+    values = {k: v for k, v in vars(holder).items() if k != "pipeline"}
+    result = conn.execute(
+        update(leases)
+        .where(leases.c.pipeline == holder.pipeline, leases.c.owner_id == previous_owner)
+        .values(values)
+    )
+    return result.rowcount == 1

@@ -1,0 +1,164 @@
+"""The history schema: tables, the UTC datetime type, and the schema version.
+
+The schema belongs to the code. The ``meta`` table holds ``schema_version``; a database
+carrying another version is refused (:class:`~planner.errors.SchemaVersionError`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "UTCDateTime",
+    "attempts",
+    "leases",
+    "meta",
+    "metadata",
+    "plans",
+    "runs",
+]
+
+#: Bump on every change to the tables below (and teach the code to migrate or refuse).
+SCHEMA_VERSION = 1
+
+#: Row ids: BIGINT on servers, INTEGER on SQLite so that it is the rowid (autoincrement).
+_RowId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime on every backend.
+
+    SQLite keeps no offset, so values are stored as naive UTC text of fixed width (which
+    sorts and compares correctly) and UTC is attached again on read. Servers get
+    ``TIMESTAMP WITH TIME ZONE``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+metadata = MetaData()
+
+meta = Table(
+    "planner_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(255), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(64), primary_key=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("host", String(255)),
+    Column("pid", Integer),
+    Column("owner_id", String(64)),
+    Column("concurrency", Integer),
+    Column("n_accounts", Integer),
+    Column("selection", Text, nullable=False, default="{}"),
+    Column("resumed_from", String(64)),
+    Index("ix_runs_pipeline_started", "pipeline", "started_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("attempt_id", _RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(255), nullable=False),
+    Column("pipeline", String(255), nullable=False),
+    Column("step", String(255), nullable=False),
+    Column("account", String(255)),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("quantity", Float),
+    Column("params", Text, nullable=False, default="{}"),
+    Column("n_accounts", Integer),
+    Column("concurrency", Integer),
+    Column("host", String(255)),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime),
+    Column("duration_s", Float),
+    Column("status", String(16), nullable=False),
+    Column("exit_code", Integer),
+    Column("error_class", String(100)),
+    Column("stderr_tail", Text),
+    Column("peak_rss_mb", Float),
+    Column("cpu_s", Float),
+    Column("load_avg", Float),
+    Column("free_mem_mb", Float),
+    Column("cpu_count", Integer),
+    Column("pid", Integer),
+    Column("pgid", Integer),
+    Column("reason", Text),
+    Column("source", String(255), nullable=False, default="planner"),
+    Column("source_key", String(255)),
+    UniqueConstraint("pipeline", "source", "source_key", name="uq_attempts_source_key"),
+    Index("ix_attempts_run", "run_id"),
+    Index("ix_attempts_pipeline_started", "pipeline", "started_at"),
+    Index("ix_attempts_started", "started_at"),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("pipeline", String(100), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("run_id", String(64)),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+plans = Table(
+    "plans",
+    metadata,
+    Column("plan_id", _RowId, primary_key=True, autoincrement=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("run_id", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("predicted_s", Float, nullable=False),
+    Column("bound_s", Float, nullable=False),
+    Column("document", Text, nullable=False),
+    Index("ix_plans_pipeline_created", "pipeline", "created_at"),
+)
