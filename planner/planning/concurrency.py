@@ -85,16 +85,17 @@ def choose_concurrency(
 
 
 def what_if_counts(chosen: int, limits: Iterable[int | None], widest: int) -> list[int]:
-    """Counts worth showing: powers of two and neighbours up to the widest step, the limits."""
-    top = max(1, widest)
-    counts = {1, chosen}
+    """Counts worth showing: powers of two up to twice the chosen count or the largest limit
+    (never beyond the widest part of the run, where more slots cannot help), the chosen
+    count and the limits."""
+    known = [x for x in limits if x is not None]
+    top = max(1, min(widest, max([2 * chosen, 4, *known])))
+    counts = {1, min(chosen, top), top}
     c = 2
     while c <= top:
         counts.add(c)
         c *= 2
-    counts.add(top)
-    counts.update(x for x in limits if x is not None and x <= top)
-    counts.update(x for x in (chosen - 1, chosen + 1, chosen * 2) if 1 <= x <= top)
+    counts.update(x for x in known if x <= top)
     return sorted(counts)
 
 
@@ -112,12 +113,15 @@ def what_if(
     by_mem = memory_limit(free_memory_mb, peak_mb_per_task)
     rows = []
     for n in counts:
-        sched = schedule_graph(deps, durations, n)
+        if n == 1:  # one slot is never idle: the run is the sum of its tasks
+            makespan = sum(sum(durations.get(s, ())) for s in deps)
+        else:
+            makespan = schedule_graph(deps, durations, n).makespan
         memory = n * peak_mb_per_task if peak_mb_per_task else None
         rows.append(
             WhatIf(
                 concurrency=n,
-                makespan_s=sched.makespan,
+                makespan_s=makespan,
                 memory_mb=memory,
                 fits_cpu=n <= by_cpu,
                 fits_memory=by_mem is None or n <= by_mem,

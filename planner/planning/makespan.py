@@ -98,55 +98,81 @@ def schedule_graph(
 
     ``deps``: ``{step: [steps it depends on]}`` (only steps in ``deps`` count);
     ``durations``: ``{step: [task durations]}``. A step with no tasks takes no time.
+
+    The same schedule as the event-driven rule "when a slot frees, it takes the longest
+    ready task", computed slot by slot: the slot that frees first takes the longest task of
+    the steps ready by then (a step is ready when its dependencies' tasks have all finished).
     """
     slots = max(1, slots)
     steps = list(deps)
-    waiting = {s: {d for d in deps[s] if d in deps} for s in steps}
+    rank = {s: r for r, s in enumerate(steps)}
+    waiting = {s: sum(1 for d in set(deps[s]) if d in rank) for s in steps}
     dependents: dict[str, list[str]] = {s: [] for s in steps}
     for s in steps:
-        for d in waiting[s]:
-            dependents[d].append(s)
-    left = {s: len(durations.get(s, ())) for s in steps}
+        for d in set(deps[s]):
+            if d in rank:
+                dependents[d].append(s)
+    dur = {s: [float(x) for x in durations.get(s, ())] for s in steps}
+    order = {s: sorted(range(len(dur[s])), key=dur[s].__getitem__, reverse=True) for s in steps}
+    left = {s: len(dur[s]) for s in steps}
     ready_at: dict[str, float] = {}
     finish: dict[str, float] = {}
     slot_of = {s: [0] * left[s] for s in steps}
     start_of = {s: [0.0] * left[s] for s in steps}
-    queue: list[tuple[float, int, int, str]] = []  # (-duration, step rank, task index, step)
-    rank = {s: r for r, s in enumerate(steps)}
-    free = list(range(slots))
-    running: list[tuple[float, int, str]] = []  # (finish time, slot, step)
-    now = 0.0
+    future: list[tuple[float, int, str]] = []  # steps whose dependencies are all placed
+    pool: list[tuple[float, int, str, int]] = []  # (-next duration, rank, step, position)
+    free = [(0.0, k) for k in range(slots)]
 
-    def release(step: str) -> None:
-        ready_at[step] = now
-        if left[step] == 0:
-            done(step)
-            return
-        for i, d in enumerate(durations[step]):
-            heapq.heappush(queue, (-float(d), rank[step], i, step))
-
-    def done(step: str) -> None:
-        finish[step] = now
+    def placed(step: str, end: float) -> None:
+        """Every task of ``step`` has a slot: its dependents may now become ready."""
+        finish[step] = end
         for nxt in dependents[step]:
-            waiting[nxt].discard(step)
-            if not waiting[nxt]:
-                release(nxt)
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                at = max((finish[d] for d in deps[nxt] if d in rank), default=0.0)
+                heapq.heappush(future, (at, rank[nxt], nxt))
 
-    for first in steps:
-        if not waiting[first] and first not in ready_at:
-            release(first)
-    while queue or running:
-        while queue and free:
-            neg, _, i, step = heapq.heappop(queue)
-            k = heapq.heappop(free)
-            slot_of[step][i], start_of[step][i] = k, now
-            heapq.heappush(running, (now - neg, k, step))
-        end, k, step = heapq.heappop(running)
-        now = end
-        heapq.heappush(free, k)
-        left[step] -= 1
-        if left[step] == 0:
-            done(step)
+    for s in steps:
+        if waiting[s] == 0:
+            heapq.heappush(future, (0.0, rank[s], s))
+    latest = dict.fromkeys(steps, 0.0)
+    replace = heapq.heapreplace
+    while future or pool:
+        t0 = free[0][0]
+        if not pool:
+            t0 = max(t0, future[0][0])
+        while future and future[0][0] <= t0:
+            at, r, s = heapq.heappop(future)
+            ready_at[s] = at
+            if left[s] == 0:
+                placed(s, at)
+                continue
+            heapq.heappush(pool, (-dur[s][order[s][0]], r, s, 0))
+        if not pool:
+            continue
+        _, r, s, pos = pool[0]
+        ord_s, dur_s, slot_s, start_s = order[s], dur[s], slot_of[s], start_of[s]
+        ready, last, n = ready_at[s], latest[s], len(ord_s)
+        alone = len(pool) == 1
+        while True:  # place tasks of s while it stays the best ready step
+            at, k = free[0]
+            i = ord_s[pos]
+            begin = at if at > ready else ready
+            end = begin + dur_s[i]
+            replace(free, (end, k))
+            slot_s[i], start_s[i] = k, begin
+            if end > last:  # noqa: PLR1730 (hot loop: cheaper than max)
+                last = end
+            pos += 1
+            if pos == n:
+                heapq.heappop(pool)
+                latest[s] = last
+                placed(s, last)
+                break
+            if not alone or (future and future[0][0] <= free[0][0]):
+                replace(pool, (-dur_s[ord_s[pos]], r, s, pos))
+                latest[s] = last
+                break
     makespan = max(finish.values(), default=0.0)
     return GraphSchedule(
         makespan=makespan,

@@ -1,0 +1,241 @@
+"""The plan of one run: per-task estimates in, decisions out.
+
+:func:`task_queries` lists the tasks of a selection for the predictor; :func:`build_plan`
+turns the predictor's estimates into a :class:`~planner.planning.model.Plan`; :func:`plan_to_json`
+gives the document ``planner plan --json`` prints and the history stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from planner.config.models import Pipeline, Step
+from planner.graph import levels
+from planner.planning.concurrency import choose_concurrency, what_if, what_if_counts
+from planner.planning.estimate import estimate_run
+from planner.planning.interval import decide_interval
+from planner.planning.makespan import lower_bound
+from planner.planning.model import PastRun, Plan, StepPlan, TaskEstimate, TaskPlan, TaskQuery
+from planner.planning.recommend import recommend
+
+__all__ = ["build_plan", "plan_to_json", "provisional_concurrency", "task_queries"]
+
+
+def provisional_concurrency(pipeline: Pipeline, override: int | None, cpu_count: int | None) -> int:
+    """The concurrency to put in task queries before memory is known (override, fixed, CPU)."""
+    if override is not None:
+        return override
+    setting = pipeline.concurrency.max
+    return setting if isinstance(setting, int) else max(1, (cpu_count or 1) - 1)
+
+
+def task_queries(
+    pipeline: Pipeline,
+    steps: Sequence[Step],
+    *,
+    concurrency: int,
+    accounts: Sequence[str] | None = None,
+    quantity: float | None = None,
+) -> list[TaskQuery]:
+    """One query per task of ``steps``: per account for per-account steps, else one."""
+    chosen = list(accounts) if accounts is not None else list(pipeline.account_list)
+    queries = []
+    for step in steps:
+        for account in chosen if step.per_account else [None]:
+            queries.append(
+                TaskQuery(
+                    step=step.id,
+                    account=account,
+                    quantity=float(quantity if quantity is not None else step.quantity),
+                    params=dict(step.params),
+                    n_accounts=len(chosen),
+                    concurrency=concurrency,
+                )
+            )
+    return queries
+
+
+def build_plan(
+    pipeline: Pipeline,
+    steps: Sequence[Step],
+    queries: Sequence[TaskQuery],
+    estimates: Sequence[TaskEstimate],
+    *,
+    past_runs: Sequence[PastRun],
+    now: datetime,
+    cpu_count: int | None,
+    free_memory_mb: float | None,
+    concurrency: int | None = None,
+    current_start: datetime | None = None,
+    warnings: Sequence[str] = (),
+) -> Plan:
+    """The plan of a run of ``steps`` whose tasks are ``queries`` estimated as ``estimates``.
+
+    ``past_runs``: finished runs of the pipeline with the predictions stored for them (they
+    calibrate the run bound); ``current_start``: when the planned run starts (``now`` by
+    default), from which the next start is decided; ``concurrency`` overrides the file.
+    """
+    if len(queries) != len(estimates):
+        raise ValueError(f"{len(queries)} tasks but {len(estimates)} estimates")
+    ids = [s.id for s in steps]
+    deps = {s.id: [d for d in s.depends_on if d in ids] for s in steps}
+    per_step: dict[str, list[tuple[TaskQuery, TaskEstimate]]] = {i: [] for i in ids}
+    for query, est in zip(queries, estimates, strict=True):
+        per_step.setdefault(query.step, []).append((query, est))
+    predicted = {i: [e.predicted_s for _, e in per_step[i]] for i in ids}
+    bounds = {i: [max(e.bound_s, e.predicted_s) for _, e in per_step[i]] for i in ids}
+
+    peak = _memory_per_task(pipeline, estimates)
+    choice = choose_concurrency(
+        concurrency if concurrency is not None else pipeline.concurrency.max,
+        cpu_count=cpu_count,
+        free_memory_mb=free_memory_mb,
+        peak_mb_per_task=peak,
+    )
+    slots = choice.concurrency
+    run, sched, bound_sched = estimate_run(
+        deps,
+        predicted,
+        bounds,
+        slots,
+        past=past_runs,
+        quantile=pipeline.schedule.quantile,
+    )
+
+    tasks: list[TaskPlan] = []
+    step_plans: list[StepPlan] = []
+    for i in ids:
+        groups: dict[int, list[tuple[float, str | None]]] = {}
+        for k, (query, est) in enumerate(per_step[i]):
+            slot = sched.slot[i][k]
+            groups.setdefault(slot, []).append((sched.start[i][k], query.account))
+            tasks.append(
+                TaskPlan(
+                    step=i,
+                    account=query.account,
+                    predicted_s=est.predicted_s,
+                    bound_s=bounds[i][k],
+                    source=est.source,
+                    slot=slot,
+                    peak_rss_mb=est.peak_rss_mb,
+                )
+            )
+        step_plans.append(
+            StepPlan(
+                step=i,
+                tasks=len(per_step[i]),
+                slots=slots,
+                makespan_s=sched.span(i),
+                lower_bound_s=lower_bound(predicted[i], slots),
+                bound_s=bound_sched.span(i),
+                groups=tuple(
+                    tuple(a for _, a in sorted(groups[g], key=lambda x: x[0]))
+                    for g in sorted(groups)
+                ),
+            )
+        )
+
+    depth = levels(deps)
+    widths: dict[int, int] = {}
+    for i in ids:
+        widths[depth[i]] = widths.get(depth[i], 0) + len(predicted[i])
+    counts = what_if_counts(
+        slots, (choice.cpu_limit, choice.memory_limit), max(widths.values(), default=1)
+    )
+    table = what_if(
+        deps,
+        predicted,
+        counts,
+        peak_mb_per_task=peak,
+        cpu_count=cpu_count,
+        free_memory_mb=free_memory_mb,
+    )
+    interval = decide_interval(pipeline.schedule, run.bound_s, current_start or now, now)
+    recs = recommend(
+        run=run,
+        interval=interval,
+        min_margin=pipeline.schedule.min_margin,
+        choice=choice,
+        what_if=table,
+        steps=step_plans,
+        tasks=tasks,
+        free_memory_mb=free_memory_mb,
+    )
+    return Plan(
+        pipeline=pipeline.name,
+        created_at=now,
+        concurrency=slots,
+        concurrency_rule=choice.rule,
+        run=run,
+        steps=tuple(step_plans),
+        tasks=tuple(tasks),
+        interval=interval,
+        what_if=tuple(table),
+        recommendations=tuple(recs),
+        warnings=(*warnings, *choice.warnings),
+        memory_per_task_mb=peak,
+        free_memory_mb=free_memory_mb,
+    )
+
+
+def _memory_per_task(pipeline: Pipeline, estimates: Sequence[TaskEstimate]) -> float | None:
+    """The file's ``memory_per_task`` in MB, else the largest predicted peak, else ``None``."""
+    setting = pipeline.concurrency.memory_per_task
+    if isinstance(setting, int):
+        return setting / 1024**2
+    peaks = [e.peak_rss_mb for e in estimates if e.peak_rss_mb]
+    return max(peaks) if peaks else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def plan_to_json(plan: Plan) -> dict[str, Any]:
+    """The plan as the JSON document of ``planner plan --json``."""
+    return {
+        "pipeline": plan.pipeline,
+        "concurrency": plan.concurrency,
+        "run": {
+            "predicted_s": _round(plan.run.predicted_s),
+            "bound_s": _round(plan.run.bound_s),
+            "critical_path": list(plan.run.critical_path),
+        },
+        "steps": [
+            {
+                "step": s.step,
+                "tasks": s.tasks,
+                "makespan_s": _round(s.makespan_s),
+                "lower_bound_s": _round(s.lower_bound_s),
+            }
+            for s in plan.steps
+        ],
+        "tasks": [
+            {
+                "step": t.step,
+                "account": t.account,
+                "predicted_s": _round(t.predicted_s),
+                "bound_s": _round(t.bound_s),
+                "source": t.source,
+                "slot": t.slot,
+            }
+            for t in plan.tasks
+        ],
+        "interval_s": _round(plan.interval.interval_s),
+        "next_start": plan.interval.next_start.isoformat() if plan.interval.next_start else None,
+        "what_if": [
+            {
+                "concurrency": w.concurrency,
+                "makespan_s": _round(w.makespan_s),
+                "memory_mb": _round(w.memory_mb),
+            }
+            for w in plan.what_if
+        ],
+        "recommendations": [_rec_json(r.as_dict()) for r in plan.recommendations],
+    }
+
+
+def _rec_json(rec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in rec.items()}
