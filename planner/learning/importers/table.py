@@ -282,12 +282,14 @@ def parse_csv(
     status_text = text("status")
     words = status_text.dropna().unique()
     status_map = {w: map_status(w) for w in words}
-    status = status_text.map(status_map, na_action="ignore")
+    status = status_text.map(status_map, na_action="ignore").astype("string")
     from_exit = exit_code.map(lambda c: "succeeded" if c == 0 else "failed", na_action="ignore")
-    status = status.fillna(from_exit).fillna("unknown").astype("string")
+    status = status.fillna(from_exit.astype("string")).fillna("unknown")
     lowered = status_text.str.lower().str.replace(" ", "_").str.split(r"[_+(]", n=1, regex=True)
-    error_class = status_text.str.lower().map(_ERROR_CLASS, na_action="ignore")
-    error_class = error_class.fillna(lowered.str[0].map(_ERROR_CLASS, na_action="ignore"))
+    error_class = status_text.str.lower().map(_ERROR_CLASS, na_action="ignore").astype("string")
+    error_class = error_class.fillna(
+        lowered.str[0].map(_ERROR_CLASS, na_action="ignore").astype("string")
+    )
 
     params = _params(raw, [f for f in fields if f.startswith("param.")], n)
     keys = _source_keys(raw, fields)
@@ -330,9 +332,9 @@ def _params(raw: pd.DataFrame, names: list[str], n: int) -> list[dict[str, Any]]
     columns: list[list[Any]] = []
     for name in names:
         values = raw[name].mask(raw[name] == "")
-        numbers = pd.to_numeric(values, errors="coerce")
+        numbers = pd.to_numeric(values, errors="coerce").astype("float64")
         if values.notna().any() and (numbers.notna() == values.notna()).all():
-            as_int = numbers.notna() & (numbers == numbers.round())
+            as_int = numbers == numbers.round()
             column: list[Any] = [
                 None if math.isnan(v) else (int(v) if i else float(v))
                 for v, i in zip(numbers.tolist(), as_int.tolist(), strict=True)

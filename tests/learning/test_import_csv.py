@@ -1,0 +1,212 @@
+"""The CSV parser: mapping, times and zones, statuses, malformed rows, identity, real files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from planner.errors import InputFileError, UsageError
+from planner.learning.importers import map_status, parse_csv, parse_mapping
+
+JULIA_MAP = "step=job,run_id=build,started_at=created_at,duration_s=duration_s"
+EAGLE_MAP = (
+    "step=name,account=user,quantity=processors_req,run_id=job_id,started_at=start_time,"
+    "finished_at=end_time,status=state,param.partition=partition,param.qos=qos,"
+    "param.wallclock_req=wallclock_req,param.nodes=nodes_req"
+)
+
+
+def _ts(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_mapping_parses_and_names_unknown_fields() -> None:
+    assert parse_mapping(" step=job , duration_s=d,param.region=r,started_at=s") == {
+        "step": "job",
+        "duration_s": "d",
+        "param.region": "r",
+        "started_at": "s",
+    }
+    with pytest.raises(UsageError, match=r"unknown field\(s\) 'stepp', 'param\.'") as info:
+        parse_mapping("stepp=a,param.=b,started_at=c")
+    assert info.value.where == "--map"
+    with pytest.raises(UsageError, match="field=column"):
+        parse_mapping("step")
+    with pytest.raises(UsageError, match="twice"):
+        parse_mapping("step=a,step=b,started_at=c")
+    with pytest.raises(UsageError, match="needs started_at"):
+        parse_mapping("step=a,duration_s=d")
+    assert "finished_at" in parse_mapping("finished_at=f,duration_s=d")
+
+
+def test_missing_columns_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(InputFileError, match=r"no column\(s\) 'job', 'when'") as info:
+        parse_csv(path, parse_mapping("step=job,started_at=when,quantity=a"))
+    assert info.value.where == str(path)
+    with pytest.raises(InputFileError, match="no such file"):
+        parse_csv(tmp_path / "absent.csv", parse_mapping("started_at=a"))
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputFileError, match="empty"):
+        parse_csv(tmp_path / "empty.csv", parse_mapping("started_at=a"))
+
+
+def test_statuses_from_slurm_ci_and_exit_codes() -> None:
+    expected = {
+        "COMPLETED": "succeeded",
+        "FAILED": "failed",
+        "TIMEOUT": "timed_out",
+        "CANCELLED by 12345": "cancelled",
+        "CANCELLED+": "cancelled",
+        "OUT_OF_MEMORY": "failed",
+        "NODE_FAIL": "failed",
+        "PREEMPTED": "interrupted",
+        "passed": "succeeded",
+        "Success": "succeeded",
+        "timed_out": "timed_out",
+        "what": "unknown",
+        "": "unknown",
+    }
+    assert {word: map_status(word) for word in expected} == expected
+
+
+CRAFTED = """run,name,who,n,start,end,secs,state,exit,region,size
+r1,load,alice,3,2026-03-01 10:00:00,2026-03-01 10:05:00,,COMPLETED,0:0,eu,1.5
+r1,load,bob,,2026-03-01 10:00:00,,90,OUT_OF_MEMORY,0:9,us,2
+r2,load,alice,3,,2026-03-01 11:00:00,600,CANCELLED by 501,,eu,3
+r2,load,bob,x,2026-03-01 11:00:00,,60,FAILED,1,eu,4
+r3,load,alice,1,yesterday,,60,COMPLETED,0,eu,5
+r3,load,alice,1,2026-03-01 12:00:00,,60
+r3,load,alice,1,2026-03-01 12:00:00,,,,2,eu,6
+r4,load,carol,1,2026-03-01T12:00:00+02:00,,-5,,,eu,7
+r4,load,carol,1,"2026-03-01T12:00:00+02:00",,30,,,,
+"""
+
+
+def _crafted(tmp_path: Path, name: str = "runs.csv", text: str = CRAFTED) -> Path:
+    path = tmp_path / name
+    if name.endswith(".gz"):
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    return path
+
+
+FULL_MAP = (
+    "run_id=run,step=name,account=who,quantity=n,started_at=start,finished_at=end,"
+    "duration_s=secs,status=state,exit_code=exit,param.region=region,param.size=size"
+)
+
+
+def test_fields_times_and_malformed_rows(tmp_path: Path) -> None:
+    parsed = parse_csv(_crafted(tmp_path), parse_mapping(FULL_MAP))
+    assert parsed.read == 9
+    # line 5: quantity "x"; 6: time "yesterday"; 7: too few fields; 9: negative duration
+    assert parsed.malformed_lines == [5, 6, 7, 9]
+    frame = parsed.frame.set_index("line")
+    assert list(frame.index) == [2, 3, 4, 8, 10]
+
+    first = frame.loc[2]
+    assert (first["run_id"], first["step"], first["account"]) == ("r1", "load", "alice")
+    assert first["quantity"] == 3.0
+    assert first["duration_s"] == 300.0  # finished - started
+    assert first["status"] == "succeeded" and first["exit_code"] == 0
+    assert first["params"] == {"region": "eu", "size": 1.5}
+
+    second = frame.loc[3]
+    assert second["finished_at"] == _ts("2026-03-01 10:01:30")  # started + duration
+    assert second["status"] == "failed" and second["error_class"] == "out_of_memory"
+    assert second["params"] == {"region": "us", "size": 2}
+    assert pd.isna(second["quantity"])
+
+    third = frame.loc[4]
+    assert third["started_at"] == _ts("2026-03-01 10:50:00")  # finished - duration
+    assert third["status"] == "cancelled" and pd.isna(third["exit_code"])
+
+    eighth = frame.loc[8]
+    assert eighth["status"] == "failed"  # no status: exit code 2 decides
+    assert eighth["exit_code"] == 2
+
+    last = frame.loc[10]
+    assert last["started_at"] == _ts("2026-03-01 10:00:00")  # +02:00 converted to UTC
+    assert last["status"] == "unknown" and last["params"] == {}
+    assert str(parsed.frame["started_at"].dtype) == "datetime64[us, UTC]"
+    assert parsed.frame["source_key"].is_unique
+
+
+def test_times_without_zone_follow_the_timezone_option(tmp_path: Path) -> None:
+    path = _crafted(tmp_path, text="job,at,d\na,2026-07-01 12:00,10\nb,2026-01-15 12:00,10\n")
+    mapping = parse_mapping("step=job,started_at=at,duration_s=d")
+    utc = parse_csv(path, mapping).frame["started_at"].tolist()
+    assert utc == [_ts("2026-07-01 12:00"), _ts("2026-01-15 12:00")]
+    paris = parse_csv(path, mapping, timezone="Europe/Paris").frame["started_at"].tolist()
+    assert paris == [_ts("2026-07-01 10:00"), _ts("2026-01-15 11:00")]  # CEST, CET
+    with pytest.raises(UsageError, match="unknown time zone"):
+        parse_csv(path, mapping, timezone="Mars/Olympus")
+
+
+def test_time_format_and_epoch(tmp_path: Path) -> None:
+    path = _crafted(tmp_path, text="job,at,d\na,01/07/2026 12:00,10\nb,13/07/2026 08:30,10\n")
+    mapping = parse_mapping("step=job,started_at=at,duration_s=d")
+    frame = parse_csv(path, mapping, time_format="%d/%m/%Y %H:%M").frame
+    assert frame["started_at"].tolist() == [_ts("2026-07-01 12:00"), _ts("2026-07-13 08:30")]
+    epoch = _crafted(tmp_path, "e.csv", "job,at,d\na,1767225600,10\nb,soon,10\n")
+    parsed = parse_csv(epoch, mapping, time_format="epoch")
+    assert parsed.frame["started_at"].tolist() == [_ts("2026-01-01 00:00")]
+    assert parsed.malformed_lines == [3]
+
+
+def test_identical_rows_are_kept_apart_and_keys_are_stable(tmp_path: Path) -> None:
+    text = "job,at,d\na,2026-01-01 00:00,5\na,2026-01-01 00:00,5\nb,2026-01-01 00:00,5\n"
+    mapping = parse_mapping("step=job,started_at=at,duration_s=d")
+    first = parse_csv(_crafted(tmp_path, text=text), mapping).frame
+    again = parse_csv(_crafted(tmp_path, "copy.csv.gz", text=text), mapping).frame
+    assert first["source_key"].is_unique and len(first) == 3
+    assert first["source_key"].tolist() == again["source_key"].tolist()
+    assert first["run_id"].str.startswith("csv-").all() and first["run_id"].is_unique
+    assert (first["step"] == ["a", "a", "b"]).all()
+
+
+def test_gzip_and_plain_give_the_same_rows(tmp_path: Path) -> None:
+    mapping = parse_mapping(FULL_MAP)
+    plain = parse_csv(_crafted(tmp_path), mapping)
+    packed = parse_csv(_crafted(tmp_path, "runs.csv.gz"), mapping)
+    pd.testing.assert_frame_equal(plain.frame, packed.frame)
+
+
+@pytest.mark.realdata
+def test_the_real_julia_ci_durations(shared_data: Path) -> None:
+    parsed = parse_csv(shared_data / "julia-ci-durations.csv.gz", parse_mapping(JULIA_MAP))
+    frame = parsed.frame
+    assert parsed.read == 8_640 and parsed.malformed_lines == []
+    assert frame["step"].nunique() == 102
+    assert frame["source_key"].is_unique
+    assert frame["started_at"].min() >= _ts("2024-12-01")
+    assert frame["started_at"].max() < _ts("2026-01-01")
+    assert (frame["duration_s"] >= 0).all() and frame["account"].isna().all()
+    first = frame.iloc[0]
+    assert first["run_id"] == "994" and first["duration_s"] == 730.0
+    assert first["finished_at"] == _ts("2024-12-27 08:12:10")
+
+
+@pytest.mark.realdata
+def test_the_real_slurm_export(shared_data: Path) -> None:
+    parsed = parse_csv(shared_data / "nrel-eagle-sample.csv", parse_mapping(EAGLE_MAP))
+    frame = parsed.frame
+    assert parsed.read == 1_000 and parsed.malformed_lines == []
+    assert frame["status"].value_counts().to_dict() == {"succeeded": 985, "timed_out": 15}
+    first = frame.iloc[0]
+    assert first["run_id"] == "532209" and first["account"] == "user0014"
+    assert first["duration_s"] == 99_825.0  # end - start; the file's run_time agrees
+    assert first["params"] == {
+        "partition": "partition001",
+        "qos": "normal",
+        "wallclock_req": 172800,
+        "nodes": 10,
+    }
+    raw = pd.read_csv(shared_data / "nrel-eagle-sample.csv")
+    assert (frame["duration_s"].to_numpy() == raw["run_time"].to_numpy()).all()
