@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+pytest_plugins = ["tests.pg"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
