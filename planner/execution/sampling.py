@@ -28,10 +28,14 @@ class TreeUsage:
     def cpu_s(self) -> float:
         return sum(self.cpu_by_pid.values())
 
-    def final(self, maxrss_kb: int, rusage_cpu_s: float) -> tuple[float, float]:
-        """``(peak_rss_mb, cpu_s)`` with the kernel's figures from ``wait4`` as a floor."""
+    def final(self, maxrss_kb: int, rusage_cpu_s: float) -> tuple[float | None, float]:
+        """``(peak_rss_mb, cpu_s)`` with the kernel's figures from ``wait4`` as a floor.
+
+        The peak is ``None`` when nothing was measured (a task that exited before its
+        first sample, whose ``ru_maxrss`` could not be told from the runner's own).
+        """
         peak = max(self.peak_rss_bytes, maxrss_kb * 1024)
-        return peak / (1024 * 1024), max(self.cpu_s, rusage_cpu_s)
+        return (peak / (1024 * 1024) if peak > 0 else None), max(self.cpu_s, rusage_cpu_s)
 
 
 class TreeSampler:

@@ -114,6 +114,10 @@ class TaskGraph:
     def step_of(self, key: TaskKey) -> Step:
         return self._nodes[key].step
 
+    def attempts(self, key: TaskKey) -> int:
+        """Attempts started for ``key`` in this run."""
+        return self._nodes[key].attempts
+
     def state(self, key: TaskKey) -> TaskState:
         return self._nodes[key].state
 

@@ -1,0 +1,245 @@
+"""One run of a pipeline at a time: an OS file lock, then the database lease.
+
+* Process level: ``fcntl.flock`` on ``<state_dir>/locks/<pipeline>.lock``; the kernel
+  releases it when the process dies, however it dies.
+* Batch level: the lease row of the pipeline in the history (owner = host, pid, token,
+  run id) with a heartbeat thread at a third of the lease length. A lease whose holder
+  expired, or whose process is gone on this host, is taken over: the dead run's process
+  groups left on this host are stopped, its ``running`` rows become ``interrupted`` and
+  the run ``abandoned``.
+
+The lease length is ``$PLANNER_LEASE_TTL`` when set, else the pipeline's ``lease_ttl``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from planner.clock import Clock
+from planner.errors import PlannerError, RunActiveError, UsageError
+from planner.execution.process import kill_group
+from planner.units import parse_duration
+
+if TYPE_CHECKING:
+    from planner.config.models import Pipeline
+    from planner.history import HistoryStore, LeaseHolder, LeaseOwner
+
+__all__ = ["LeaseKeeper", "PipelineLock", "Takeover", "acquire_run_guards", "lease_ttl"]
+
+log = logging.getLogger(__name__)
+
+
+def lease_ttl(pipeline: Pipeline) -> float:
+    """Seconds of the lease: ``$PLANNER_LEASE_TTL`` when set, else the pipeline's."""
+    env = os.environ.get("PLANNER_LEASE_TTL")
+    if env:
+        try:
+            ttl = parse_duration(env)
+        except ValueError as exc:
+            raise UsageError("PLANNER_LEASE_TTL", str(exc)) from None
+        if ttl <= 0:
+            raise UsageError("PLANNER_LEASE_TTL", f"must be a positive duration, got {env!r}")
+        return ttl
+    return float(pipeline.lease_ttl)
+
+
+class PipelineLock:
+    """An exclusive, non-blocking ``flock`` on ``<state_dir>/locks/<pipeline>.lock``."""
+
+    def __init__(self, state_dir: Path, pipeline: str) -> None:
+        self.path = state_dir / "locks" / f"{pipeline}.lock"
+        self._fd: int | None = None
+
+    def acquire(self, note: str) -> bool:
+        """Take the lock (writing ``note`` into the file); False when someone holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, note.encode())
+        self._fd = fd
+        return True
+
+    def holder_note(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class LeaseKeeper:
+    """Keeps our lease alive: a heartbeat every ``ttl / 3`` in a daemon thread.
+
+    ``on_lost`` is called (once, from the thread) when the lease is no longer ours.
+    """
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        pipeline: str,
+        owner_id: str,
+        ttl: float,
+        *,
+        clock: Clock,
+        on_lost: Callable[[], None],
+    ) -> None:
+        self.store, self.pipeline, self.owner_id, self.ttl = store, pipeline, owner_id, ttl
+        self.clock = clock
+        self.on_lost = on_lost
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        last_ok = self.clock.monotonic()
+        while not self._stop.wait(self.ttl / 3):
+            try:
+                ok = self.store.heartbeat(self.pipeline, self.owner_id, self.ttl, self.clock.now())
+            except PlannerError as exc:  # a busy or unreachable database: try again
+                log.warning("lease heartbeat failed: %s", exc)
+                ok = self.clock.monotonic() - last_ok < self.ttl
+            else:
+                if ok:
+                    last_ok = self.clock.monotonic()
+            if not ok:
+                self.lost = True
+                self.on_lost()
+                return
+
+    def stop(self, release: bool = True) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if release:
+            try:
+                self.store.release_lease(self.pipeline, self.owner_id)
+            except PlannerError as exc:
+                log.warning("cannot release the lease: %s", exc)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What taking over a dead run did."""
+
+    run_id: str | None
+    reason: str
+    interrupted: int
+    groups_stopped: int
+
+
+class RunGuards:
+    """The file lock and the lease of one run; a context manager that releases both."""
+
+    def __init__(self, lock: PipelineLock, keeper: LeaseKeeper, takeover: Takeover | None):
+        self.lock = lock
+        self.keeper = keeper
+        self.takeover = takeover
+
+    @property
+    def lost(self) -> bool:
+        return self.keeper.lost
+
+    def release(self) -> None:
+        try:
+            self.keeper.stop(release=True)
+        finally:
+            self.lock.release()
+
+    def __enter__(self) -> RunGuards:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def _describe_holder(holder: LeaseHolder) -> str:
+    run = f"run {holder.run_id}" if holder.run_id else "a run"
+    since = holder.acquired_at.isoformat(timespec="seconds")
+    return f"{run} is active (owner {holder.host} pid {holder.pid}, since {since})"
+
+
+def acquire_run_guards(
+    pipeline: Pipeline,
+    store: HistoryStore,
+    owner: LeaseOwner,
+    clock: Clock,
+    on_lost: Callable[[], None],
+    *,
+    kill_grace: float = 5.0,
+) -> RunGuards:
+    """Take the file lock and the lease for ``owner``'s run, or raise :class:`RunActiveError`.
+
+    A dead holder's run is taken over (see the module docstring) before returning.
+    """
+    name = pipeline.name
+    ttl = lease_ttl(pipeline)
+    lock = PipelineLock(pipeline.state_dir, name)
+    note = f"run {owner.run_id} pid {owner.pid} since {clock.now().isoformat(timespec='seconds')}"
+    if not lock.acquire(note):
+        holder = store.get_lease(name)
+        if holder is not None and holder.host == owner.host:
+            what = _describe_holder(holder)
+        else:
+            what = f"another planner process holds {lock.path} ({lock.holder_note()})"
+        raise RunActiveError(name, f"{what}; nothing was started")
+    try:
+        result = store.acquire_lease(name, owner, ttl, clock.now())
+        if not result.acquired:
+            raise RunActiveError(name, f"{_describe_holder(result.holder)}; nothing was started")
+        takeover = None
+        if result.previous is not None:
+            takeover = _take_over(store, result.previous, owner, clock, kill_grace)
+            takeover = Takeover(
+                takeover.run_id,
+                str(result.reason or "expired"),
+                takeover.interrupted,
+                takeover.groups_stopped,
+            )
+    except BaseException:
+        lock.release()
+        raise
+    keeper = LeaseKeeper(store, name, owner.owner_id, ttl, clock=clock, on_lost=on_lost)
+    keeper.start()
+    return RunGuards(lock, keeper, takeover)
+
+
+def _take_over(
+    store: HistoryStore, previous: LeaseHolder, owner: LeaseOwner, clock: Clock, grace: float
+) -> Takeover:
+    run_id = previous.run_id
+    if run_id is None:
+        return Takeover(None, "", 0, 0)
+    before = store.run_task_counts(run_id).get("running", 0)
+    groups = store.abandon_run(run_id, clock.now())
+    stopped = 0
+    if previous.host == owner.host:
+        for pgid in groups:
+            if kill_group(pgid, grace, clock.sleep, run_id=run_id):
+                stopped += 1
+    return Takeover(run_id, "", before, stopped)

@@ -1,0 +1,256 @@
+"""The scheduler loop of one run: tasks in dependency order, at most ``limit`` at once.
+
+The main thread starts tasks (see :mod:`planner.execution.loop`), and one small thread per
+running task waits for its process and reports the exit through a queue. Start
+and end times are the process's own: the start is taken just before the spawn, the end
+when the process exits, before its slot is given to the next task, so the recorded
+intervals never show more tasks at once than the limit. Every attempt is written when it
+starts and again when it ends.
+
+Stopping (``request_stop``, called by the signal handlers, which only set flags): the
+first call stops starting tasks, lets running ones finish for ``stop_grace`` seconds, then
+kills them (TERM, ``kill_grace``, KILL); the second call kills at once. Tasks that never
+started are recorded ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from planner.clock import SYSTEM_CLOCK, Clock
+from planner.config.models import Pipeline, Step
+from planner.config.selection import select_steps
+from planner.errors import UsageError
+from planner.execution.guards import Takeover, acquire_run_guards
+from planner.execution.loop import RunLoop
+from planner.execution.tasks import TaskGraph, TaskKey
+
+if TYPE_CHECKING:
+    from planner.history import HistoryStore
+
+__all__ = [
+    "RunObserver",
+    "RunRequest",
+    "RunResult",
+    "Runner",
+    "auto_concurrency",
+    "handle_signals",
+    "new_run_id",
+]
+
+_DEFAULT_TASK_MEMORY = 512 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run and how; defaults run every step for every account."""
+
+    steps: Sequence[str] | None = None
+    with_deps: bool = False
+    accounts: Sequence[str] | None = None
+    resume: str | None = None
+    concurrency: int | None = None
+    stop_grace: float = 10.0
+    kill_grace: float = 5.0
+    sample_interval: float = 0.5
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its id, status, and final task counts by status."""
+
+    run_id: str
+    status: str
+    counts: dict[str, int]
+    concurrency: int
+    takeover: Takeover | None = None
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every task succeeded, else 1."""
+        return 0 if self.status == "succeeded" else 1
+
+
+class RunObserver(Protocol):
+    """Progress callbacks, called from the runner's thread."""
+
+    def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None: ...
+
+    def task_started(self, key: TaskKey, attempt: int) -> None: ...
+
+    def task_finished(self, key: TaskKey, attempt: int, status: str, note: str) -> None: ...
+
+    def run_finished(self, result: RunResult) -> None: ...
+
+
+def new_run_id(now: datetime) -> str:
+    """A sortable, unique run id: ``20261126T130501Z-1a2b3c``."""
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def auto_concurrency(pipeline: Pipeline) -> int:
+    """The pipeline's ``concurrency.max``, or from CPU count and available memory."""
+    if isinstance(pipeline.concurrency.max, int):
+        return pipeline.concurrency.max
+    import psutil
+
+    cpus = psutil.cpu_count() or 1
+    per_task = pipeline.concurrency.memory_per_task
+    per_task_bytes = per_task if isinstance(per_task, int) else _DEFAULT_TASK_MEMORY
+    by_memory = int(psutil.virtual_memory().available // per_task_bytes)
+    return max(1, min(cpus, by_memory))
+
+
+@contextmanager
+def handle_signals(runner: Runner) -> Iterator[None]:
+    """SIGINT and SIGTERM call ``runner.request_stop`` while the block runs."""
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        runner.request_stop()
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Runner:
+    """Runs one pipeline once (or resumes a run), recording everything in ``store``."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        store: HistoryStore,
+        request: RunRequest | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        rng: random.Random | None = None,
+        observer: RunObserver | None = None,
+        host: str | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.store = store
+        self.request = request or RunRequest()
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.observer = observer
+        self.host = host or socket.gethostname()
+        self._stops = 0
+        self._lease_lost = False
+
+    # -- stopping (signal-safe: only flags) ---------------------------------------------
+
+    def request_stop(self) -> None:
+        """First call: stop starting tasks, then kill after a grace. Second: kill now."""
+        self._stops += 1
+
+    def _on_lease_lost(self) -> None:
+        self._lease_lost = True
+
+    # -- preparing ----------------------------------------------------------------------
+
+    def _plan_tasks(self) -> tuple[list[Step], list[str], set[TaskKey], dict[str, Any]]:
+        request, pipeline = self.request, self.pipeline
+        steps_wanted, accounts_wanted = request.steps, request.accounts
+        done: set[TaskKey] = set()
+        if request.resume:
+            previous = self.store.get_run(request.resume)
+            if previous is None:
+                raise UsageError("--resume", f"no run {request.resume!r} in {self.store.url}")
+            if previous.pipeline != pipeline.name:
+                raise UsageError(
+                    "--resume", f"run {request.resume} is of pipeline {previous.pipeline!r}"
+                )
+            steps_wanted = steps_wanted or previous.selection.get("steps")
+            accounts_wanted = accounts_wanted or previous.selection.get("accounts")
+            done = self._succeeded_in_chain(request.resume)
+        steps = select_steps(pipeline, steps_wanted, with_deps=request.with_deps)
+        known = list(pipeline.account_list)
+        if accounts_wanted is None:
+            accounts = known
+        else:
+            unknown = [a for a in accounts_wanted if a not in known]
+            if unknown:
+                shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+                raise UsageError("--accounts", f"unknown accounts {unknown} (known: {shown})")
+            accounts = list(accounts_wanted)
+        if any(s.per_account for s in steps) and not accounts:
+            raise UsageError(pipeline.name, "per-account steps but no accounts to run")
+        selection = {"steps": [s.id for s in steps], "accounts": accounts}
+        return steps, accounts, done, selection
+
+    def _succeeded_in_chain(self, run_id: str) -> set[TaskKey]:
+        done: set[TaskKey] = set()
+        seen: set[str] = set()
+        current: str | None = run_id
+        while current and current not in seen:
+            seen.add(current)
+            last: dict[TaskKey, str] = {}
+            for attempt in self.store.attempts_for_run(current):
+                last[TaskKey(attempt.step, attempt.account)] = attempt.status
+            done |= {k for k, status in last.items() if status == "succeeded"}
+            record = self.store.get_run(current)
+            current = record.resumed_from if record is not None else None
+        return done
+
+    # -- running ------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run to the end (or until stopped); raises ``RunActiveError`` when another runs."""
+        from planner.history import LeaseOwner
+
+        steps, accounts, done, selection = self._plan_tasks()
+        graph = TaskGraph(steps, accounts, done)
+        limit = self.request.concurrency or auto_concurrency(self.pipeline)
+        run_id = new_run_id(self.clock.now())
+        owner = LeaseOwner(uuid.uuid4().hex, self.host, os.getpid(), run_id)
+        guards = acquire_run_guards(
+            self.pipeline,
+            self.store,
+            owner,
+            self.clock,
+            self._on_lease_lost,
+            kill_grace=self.request.kill_grace,
+        )
+        with guards:
+            self.store.create_run(
+                run_id=run_id,
+                pipeline=self.pipeline.name,
+                started_at=self.clock.now(),
+                host=self.host,
+                pid=os.getpid(),
+                concurrency=limit,
+                n_accounts=len(accounts),
+                selection=selection,
+                resumed_from=self.request.resume,
+                owner_id=owner.owner_id,
+            )
+            loop = RunLoop(self, graph, run_id, limit, len(accounts))
+            status = loop.run()
+            self.store.finish_run(run_id, status=status, finished_at=self.clock.now())
+            result = RunResult(
+                run_id=run_id,
+                status=status,
+                counts=self.store.run_task_counts(run_id),
+                concurrency=limit,
+                takeover=guards.takeover,
+            )
+        if self.observer is not None:
+            self.observer.run_finished(result)
+        return result
