@@ -1,0 +1,238 @@
+"""Honest, time-ordered evaluation of the duration model against the baselines.
+
+``--holdout F`` takes the last F of the attempts, ordered by start time, as the test part.
+The model is fitted on the training attempts that had **finished** when the first test
+attempt started; each test attempt is predicted at its start from its features (which
+only use attempts finished by then), and the bounds are adapted online only with test
+attempts finished by then (:func:`online_bounds`). Every attempt with a duration > 0 is
+trained on and scored, whatever its status.
+
+Methods: ``model`` (the :class:`~planner.learning.models.DurationModel`), ``last2`` and
+``last10`` (grouped baselines, each with a conformal bound calibrated like the model's),
+and ``last10_x1.2`` (the flat rule: prediction and bound are 1.2 x the last-10 mean).
+Metrics: MAE (s), MdAPE, mean |log(pred/actual)|, overrun rate (actual > bound) and the
+median bound/actual; overall, for each half of the test part and per step. Rates are
+fractions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from planner.learning.baselines import GroupedLastK
+from planner.learning.conformal import AdaptiveConformal
+from planner.learning.features import attempt_features, finished_attempts, to_seconds
+from planner.learning.models import DurationModel
+
+__all__ = [
+    "METHODS",
+    "Evaluation",
+    "evaluate",
+    "holdout_split",
+    "metrics",
+    "online_bounds",
+    "scored_attempts",
+]
+
+METHODS = ("model", "last2", "last10", "last10_x1.2")
+_FLAT_FACTOR = 1.2
+
+
+def metrics(actual: np.ndarray, pred: np.ndarray, bound: np.ndarray) -> dict[str, float]:
+    """The point and bound metrics of one method on some attempts (NaN when empty)."""
+    actual = np.asarray(actual, dtype="float64")
+    pred = np.asarray(pred, dtype="float64")
+    bound = np.asarray(bound, dtype="float64")
+    n = len(actual)
+    if n == 0:
+        nan = float("nan")
+        return {
+            "mae_s": nan,
+            "mdape": nan,
+            "mean_abs_log": nan,
+            "overrun": nan,
+            "median_bound_ratio": nan,
+            "n": 0,
+        }
+    err = np.abs(pred - actual)
+    return {
+        "mae_s": float(np.mean(err)),
+        "mdape": float(np.median(err / actual)),
+        "mean_abs_log": float(np.mean(np.abs(np.log(pred / actual)))),
+        "overrun": float(np.mean(actual > bound)),
+        "median_bound_ratio": float(np.median(bound / actual)),
+        "n": n,
+    }
+
+
+def scored_attempts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Attempts that are trained on and scored (finished, duration > 0), by start time."""
+    done = finished_attempts(frame)
+    return done.sort_values("started_at", kind="stable")
+
+
+def holdout_split(frame: pd.DataFrame, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    """Masks (train, test) over ``frame`` (sorted by start): the test part is the last
+    ``holdout`` of the rows; train keeps the earlier rows finished before the first test
+    start."""
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout!r}")
+    n = len(frame)
+    n_test = min(max(math.ceil(n * holdout), 1), max(n - 1, 0))
+    test = np.arange(n) >= n - n_test
+    if not test.any():
+        return np.zeros(n, dtype=bool), test
+    split_t = to_seconds(frame["started_at"])[test][0]
+    finished = to_seconds(frame["finished_at"])
+    train = ~test & (finished < split_t)
+    return train, test
+
+
+def online_bounds(
+    conformal: AdaptiveConformal,
+    center_log: np.ndarray,
+    *,
+    point_s: np.ndarray,
+    started: np.ndarray,
+    finished: np.ndarray,
+    actual: np.ndarray,
+) -> np.ndarray:
+    """Bounds issued at each start, updating ``conformal`` with the attempts finished by then.
+
+    The rows are attempts in start order; ``conformal`` is updated in place (a row's score
+    and overrun are fed once it has finished before the start being predicted).
+    """
+    n = len(point_s)
+    bounds = np.empty(n)
+    by_finish = np.argsort(finished, kind="stable")
+    j = 0
+    for i in range(n):
+        while j < n and finished[by_finish[j]] < started[i]:
+            r = by_finish[j]
+            conformal.update(math.log(actual[r]) - center_log[r], bool(actual[r] > bounds[r]))
+            j += 1
+        offset = conformal.offset()
+        bound = math.exp(min(center_log[i] + offset, 700.0))
+        bounds[i] = max(bound, point_s[i])
+    return bounds
+
+
+@dataclass
+class Evaluation:
+    """The result of one time-ordered evaluation."""
+
+    rows_train: int
+    rows_test: int
+    methods: dict[str, dict[str, float]]
+    halves: list[dict[str, dict[str, float]]]
+    per_step: dict[str, dict[str, dict[str, float]]]
+    variant: str
+    baselines_only: bool
+    model: DurationModel | None = None
+    clamped: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _baseline_bounds(
+    base: GroupedLastK,
+    *,
+    X_train: pd.DataFrame,
+    y_train: np.ndarray,
+    X_test: pd.DataFrame,
+    test: pd.DataFrame,
+    quantile: float,
+    fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    n = len(y_train)
+    n_cal = max(round(n * fraction), min(n, 5))
+    cal_pred = base.predict(X_train.iloc[n - n_cal :])
+    scores = np.log(y_train[n - n_cal :]) - np.log(cal_pred)
+    conf = AdaptiveConformal(quantile=quantile).calibrate(scores.tolist())
+    pred = base.predict(X_test)
+    bounds = online_bounds(
+        conf,
+        np.log(pred),
+        point_s=pred,
+        started=to_seconds(test["started_at"]),
+        finished=to_seconds(test["finished_at"]),
+        actual=test["duration_s"].to_numpy(dtype="float64"),
+    )
+    return pred, bounds
+
+
+def evaluate(
+    frame: pd.DataFrame,
+    *,
+    holdout: float = 0.3,
+    quantile: float = 0.95,
+    min_model_rows: int = 200,
+    make_model: Callable[[bool], DurationModel] | None = None,
+) -> Evaluation:
+    """Fit on the past part of ``frame``, score every method on the holdout."""
+    data = scored_attempts(frame)
+    features = attempt_features(frame).loc[data.index]
+    data = data.reset_index(drop=True)
+    features = features.reset_index(drop=True)
+    train, test = holdout_split(data, holdout)
+    y = data["duration_s"].to_numpy(dtype="float64")
+    X_train, y_train = features.loc[train], y[train]
+    X_test, y_test = features.loc[test], y[test]
+    test_rows = data.loc[test]
+    if not train.any() or not test.any():
+        raise ValueError("too few finished attempts for a holdout: need a past and a test part")
+    use_hgb = int(train.sum()) >= min_model_rows
+    factory = make_model or (lambda hgb: DurationModel(quantile=quantile, use_hgb=hgb))
+    model = factory(use_hgb).fit(X_train, y_train)
+    started = to_seconds(test_rows["started_at"])
+    finished = to_seconds(test_rows["finished_at"])
+    point_log = model.predict_log(X_test)
+    point = np.exp(point_log)
+    center = model.predict_center(X_test, point_log)
+    conformal = copy.deepcopy(model.conformal_)
+    bounds = online_bounds(
+        conformal, center, point_s=point, started=started, finished=finished, actual=y_test
+    )
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {"model": (point, bounds)}
+    for name, k in (("last2", 2), ("last10", 10)):
+        base = GroupedLastK(k=k).fit(X_train, y_train)
+        preds[name] = _baseline_bounds(
+            base,
+            X_train=X_train,
+            y_train=y_train,
+            X_test=X_test,
+            test=test_rows,
+            quantile=quantile,
+            fraction=model.validation_fraction,
+        )
+    flat = preds["last10"][0] * _FLAT_FACTOR
+    preds["last10_x1.2"] = (flat, flat)
+    methods = {m: metrics(y_test, p, b) for m, (p, b) in preds.items()}
+    half = len(y_test) // 2
+    halves = [
+        {m: metrics(y_test[sl], p[sl], b[sl]) for m, (p, b) in preds.items()}
+        for sl in (slice(0, half), slice(half, None))
+    ]
+    steps = test_rows["step"].astype(str).to_numpy()
+    per_step: dict[str, dict[str, dict[str, float]]] = {}
+    for step in sorted(set(steps.tolist())):
+        mask = steps == step
+        per_step[step] = {m: metrics(y_test[mask], p[mask], b[mask]) for m, (p, b) in preds.items()}
+    return Evaluation(
+        rows_train=int(train.sum()),
+        rows_test=int(test.sum()),
+        methods=methods,
+        halves=halves,
+        per_step=per_step,
+        variant=model.variant_,
+        baselines_only=not use_hgb,
+        model=model,
+        clamped=conformal.clamped_,
+        extra={"validation": model.validation_},
+    )
