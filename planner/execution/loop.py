@@ -296,6 +296,7 @@ class RunLoop:
         tail = start_error or (log_tail(log_path) if status != "succeeded" else None)
         error_class: str | None = None
         reason: str | None = None
+        skips: list[tuple[TaskKey, str]] = []
         if status == "succeeded":
             self.graph.succeed(key)
         elif status == "cancelled":
@@ -319,12 +320,7 @@ class RunLoop:
                 due = self.clock.monotonic() + decision.delay_s
                 heapq.heappush(self.delayed, (due, self._seq, key))
             else:
-                for skipped, why in self.graph.fail(key):
-                    self.store.record_skipped(
-                        self._start_row(skipped, 1, self.wall(info.ended_mono)), why
-                    )
-                    if self.r.observer is not None:
-                        self.r.observer.task_finished(skipped, 1, "skipped", why)
+                skips = self.graph.fail(key)
         peak_mb, cpu_s = done.usage.final(info.maxrss_kb, info.cpu_s)
         outcome = AttemptOutcome(
             status=status,
@@ -339,6 +335,10 @@ class RunLoop:
         )
         if self.r.observer is not None:
             self.r.observer.task_finished(key, attempt, status, reason or "")
+        for skipped, why in skips:
+            self.store.record_skipped(self._start_row(skipped, 1, self.wall(info.ended_mono)), why)
+            if self.r.observer is not None:
+                self.r.observer.task_finished(skipped, 1, "skipped", why)
         return attempt_id, outcome
 
     def _cancel_waiting(self) -> None:

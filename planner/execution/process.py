@@ -81,7 +81,6 @@ def render_command(
 def spawn(launch: Launch, monotonic: Callable[[], float]) -> TaskProcess:
     """Start ``launch`` in a new session; raises :class:`ExecutionError` when it cannot start."""
     launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-    parent_maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with open(launch.log_path, "wb") as log:
         try:
             popen = subprocess.Popen(
@@ -97,6 +96,9 @@ def spawn(launch: Launch, monotonic: Callable[[], float]) -> TaskProcess:
         except OSError as exc:
             log.write(f"planner: cannot start {launch.command!r}: {exc}\n".encode())
             raise ExecutionError(str(launch.log_path), f"cannot start task: {exc}") from exc
+    # The child's ru_maxrss starts from our peak at its exec (Linux carries the parent's
+    # peak over); read ours after the exec so that only a larger figure counts as its own.
+    parent_maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return TaskProcess(popen, monotonic, parent_maxrss_kb)
 
 

@@ -1,0 +1,218 @@
+"""``planner run PIPELINE``: run a pipeline once (or resume a run), recording everything.
+
+Exit codes: 0 every task succeeded; 1 some task failed (or the run was stopped); 2 bad
+input; 3 another run of the pipeline is active (nothing was started). On a terminal a
+live table shows each step's progress; otherwise one plain line per finished task. With
+``--json`` stdout carries only the ``planner show`` document of the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TextIO
+
+from planner.commands.common import (
+    add_db_option,
+    add_json_option,
+    add_selection_options,
+    print_json,
+    split_list,
+)
+
+if TYPE_CHECKING:
+    from planner.execution import RunResult, TaskKey
+
+__all__ = ["LiveProgress", "PlainProgress", "register"]
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="run a pipeline now",
+        description="Run a pipeline once: steps in dependency order, tasks per account, "
+        "retries, one run at a time. Exit 0 ok, 1 failed tasks, 2 bad input, 3 run active.",
+    )
+    parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file (.yaml, .json, .toml)")
+    add_selection_options(parser)
+    parser.add_argument(
+        "--accounts", type=split_list, metavar="A,B", help="only these accounts (comma-separated)"
+    )
+    parser.add_argument(
+        "--resume", metavar="RUN_ID", help="run only the tasks that did not succeed in RUN_ID"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="tasks at once (default: the pipeline's concurrency.max)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output, only the final summary"
+    )
+    add_db_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def handle(args: argparse.Namespace) -> int:
+    from planner.commands.runs import print_show, show_document
+    from planner.config import load_pipeline
+    from planner.execution import Runner, RunRequest, handle_signals
+    from planner.history import HistoryStore
+
+    pipeline = load_pipeline(args.pipeline)
+    request = RunRequest(
+        steps=args.steps,
+        with_deps=args.with_deps,
+        accounts=args.accounts,
+        resume=args.resume,
+        concurrency=args.concurrency,
+    )
+    observer: LiveProgress | PlainProgress | None = None
+    if not (args.json or args.quiet):
+        observer = LiveProgress() if sys.stdout.isatty() else PlainProgress(sys.stdout)
+    store = HistoryStore.for_pipeline(pipeline, args.db)
+    try:
+        runner = Runner(pipeline, store, request, observer=observer)
+        with handle_signals(runner):
+            result = runner.run()
+        document = show_document(store, result.run_id)
+    finally:
+        if isinstance(observer, LiveProgress):
+            observer.close()
+        store.close()
+    if args.json:
+        print_json(document)
+    else:
+        if args.quiet:
+            print_show(document)
+        logs = pipeline.state_dir / "logs" / result.run_id
+        print(f"run {result.run_id}: {result.status} ({_counts(result.counts)})")
+        if result.takeover is not None and result.takeover.run_id:
+            print(
+                f"took over from run {result.takeover.run_id} ({result.takeover.reason}): "
+                f"marked abandoned, {result.takeover.interrupted} task(s) interrupted, "
+                f"{result.takeover.groups_stopped} process group(s) stopped"
+            )
+        print(f"logs: {logs}")
+        print(f"history: {store.url}  (planner show {result.run_id})")
+    return result.exit_code
+
+
+def _counts(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no tasks"
+
+
+@dataclass
+class _StepProgress:
+    total: int = 0
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    first_start: float | None = None
+    last_end: float | None = None
+
+
+class PlainProgress:
+    """One line per event, for logs and pipes."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.t0 = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.t0:7.1f}s] {text}", file=self.out, flush=True)
+
+    def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None:
+        self._line(f"run {run_id}: {sum(totals.values())} tasks, concurrency {concurrency}")
+
+    def task_started(self, key: TaskKey, attempt: int) -> None:
+        pass
+
+    def task_finished(self, key: TaskKey, attempt: int, status: str, note: str) -> None:
+        extra = f" ({note})" if note else ""
+        retry = f" attempt {attempt}" if attempt > 1 else ""
+        self._line(f"{key.label}{retry}: {status}{extra}")
+
+    def run_finished(self, result: RunResult) -> None:
+        self._line(f"run {result.run_id}: {result.status}")
+
+
+class LiveProgress:
+    """A live rich table: per step, tasks done of total, running, failed, elapsed."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.steps: dict[str, _StepProgress] = {}
+        self.run_id = ""
+        self.t0 = time.monotonic()
+        self.live = Live(
+            get_renderable=self._render,
+            console=Console(),
+            refresh_per_second=4,
+            transient=False,
+        )
+        self._started = False
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        from planner.units import format_duration
+
+        now = time.monotonic()
+        table = Table(title=f"run {self.run_id}  {format_duration(now - self.t0)}")
+        for column in ("step", "done", "running", "failed", "elapsed"):
+            table.add_column(column, justify="left" if column == "step" else "right")
+        for step, p in self.steps.items():
+            elapsed = ""
+            if p.first_start is not None:
+                end = p.last_end if (p.running == 0 and p.last_end) else now
+                elapsed = format_duration(end - p.first_start)
+            failed = f"[red]{p.failed}[/red]" if p.failed else "0"
+            table.add_row(step, f"{p.done}/{p.total}", str(p.running), failed, elapsed)
+        return table
+
+    def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None:
+        self.run_id = run_id
+        self.steps = {s: _StepProgress(total=n) for s, n in totals.items()}
+        self.t0 = time.monotonic()
+        self.live.start()
+        self._started = True
+
+    def task_started(self, key: TaskKey, attempt: int) -> None:
+        p = self.steps[key.step]
+        p.running += 1
+        if p.first_start is None:
+            p.first_start = time.monotonic()
+
+    def task_finished(self, key: TaskKey, attempt: int, status: str, note: str) -> None:
+        p = self.steps[key.step]
+        if status not in ("skipped",) and not (status == "cancelled" and note == "not started"):
+            p.running = max(0, p.running - 1)
+        p.last_end = time.monotonic()
+        if note.startswith("retry"):
+            return
+        p.done += 1
+        if status != "succeeded":
+            p.failed += 1
+
+    def run_finished(self, result: RunResult) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._started:
+            self.live.stop()
+            self._started = False
