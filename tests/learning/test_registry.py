@@ -105,7 +105,7 @@ def _booby_trapped(registry: Registry, tmp_path: Path) -> tuple[str, Path, Path]
 
 def test_the_crafted_pickle_runs_code_when_loaded(registry: Registry, tmp_path: Path) -> None:
     """Control for the tests below: an intact file of this kind does run code on load."""
-    _, path, marker = _booby_trapped(registry, tmp_path)
+    _, _, marker = _booby_trapped(registry, tmp_path)
     registry.load("p")
     assert marker.is_dir()
 
@@ -181,7 +181,7 @@ def test_missing_current_missing_file_and_bad_card(
 ) -> None:
     with pytest.raises(ModelError, match="no current model"):
         registry.load("nothing")
-    model_id, path, marker = _booby_trapped(registry, tmp_path)
+    _, path, marker = _booby_trapped(registry, tmp_path)
 
     card_path = path.parent / CARD_FILE
     good_card = card_path.read_text()
