@@ -81,12 +81,12 @@ def _training(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows(entry: dict[str, Any]) -> str:
-    rows = _training(entry).get("rows", entry.get("rows"))
+    rows = _training(entry).get("rows", entry.get("rows", entry.get("training_rows")))
     return f"{rows:,}" if isinstance(rows, int) else ""
 
 
 def _span(entry: dict[str, Any]) -> str:
-    span = _training(entry).get("span", entry.get("span"))
+    span = _training(entry).get("span", entry.get("span", entry.get("training_span")))
     if isinstance(span, list | tuple) and len(span) == 2:
         return f"{str(span[0])[:10]} .. {str(span[1])[:10]}"
     return ""

@@ -7,17 +7,22 @@ Layout::
     <root>/<pipeline>/current                   the live model id (one line)
 
 A model id is the UTC save time plus the first 8 hex digits of the file's sha256
-(``20261126T130512Z-1a2b3c4d``), so ids sort by age. The card holds what the trainer
-passes (``kind``, ``features``, ``training`` span and row count, ``metrics``,
-``quantile``, ``notes``...) plus what the registry adds: ``pipeline``, ``model_id``,
-``created_at``, ``file``, ``size``, ``sha256`` and ``versions`` (python, sklearn, numpy,
-pandas, joblib).
+(``20261126T130512Z-1a2b3c4d``; ``.2``, ``.3``... is appended in the rare case of a
+clash), so ids sort by age. The card holds what the trainer passes, by convention::
+
+    {"kind": "hgb-log", "features": [...], "quantile": 0.95, "notes": "...",
+     "training": {"rows": 28476, "span": ["1996-09-30T12:10:27+00:00", "..."]},
+     "metrics": {"model": {"mae_s": ..., "mdape": ...}, "last2": {...}, ...}}
+
+plus what the registry adds: ``pipeline``, ``model_id``, ``created_at``, ``file``,
+``size``, ``sha256`` and ``versions`` (python, sklearn, numpy, pandas, joblib).
 
 joblib files are pickles: loading one runs code. :meth:`Registry.load` therefore checks,
 BEFORE unpickling, that the card is valid JSON, the file exists, its sha256 equals the
 card's, and the versions of scikit-learn, numpy and pandas match the card's (major.minor);
 any failure raises :class:`~planner.errors.ModelError` with a one-line reason and
-``joblib.load`` is never called. ``current`` and each save are written atomically (a
+``joblib.load`` is never called (:meth:`Registry.try_load` returns the reason as a
+warning instead, for a predictor that then falls back to the baselines). ``current`` and each save are written atomically (a
 temporary file or folder, then ``os.replace``), so a reader never sees half a model.
 """
 
@@ -117,29 +122,35 @@ class Registry:
             joblib.dump(obj, model_path)
             digest = _sha256(model_path)
             created = self._clock.now()
-            model_id = f"{created:%Y%m%dT%H%M%S}Z-{digest[:8]}"
             full = {
                 **card,
                 "pipeline": pipeline,
-                "model_id": model_id,
                 "created_at": created.isoformat(),
                 "file": MODEL_FILE,
                 "size": model_path.stat().st_size,
                 "sha256": digest,
                 "versions": library_versions(),
             }
+            model_id = self._free_id(folder, f"{created:%Y%m%dT%H%M%S}Z-{digest[:8]}")
+            full["model_id"] = model_id
             (staging / CARD_FILE).write_text(
                 json.dumps(full, indent=2, sort_keys=True, default=_json_default) + "\n",
                 encoding="utf-8",
             )
-            target = folder / model_id
-            if target.exists():
-                raise ModelError(str(target), "a model with this id already exists")
-            os.replace(staging, target)
+            os.replace(staging, folder / model_id)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return model_id
+
+    @staticmethod
+    def _free_id(folder: Path, base: str) -> str:
+        """``base``, or ``base.2``, ``base.3``... when a model of that id exists already."""
+        candidate, n = base, 1
+        while (folder / candidate).exists():
+            n += 1
+            candidate = f"{base}.{n}"
+        return candidate
 
     def promote(self, pipeline: str, model_id: str) -> None:
         """Make ``model_id`` the live model of ``pipeline`` (atomic replace of ``current``)."""
@@ -217,6 +228,19 @@ class Registry:
         except Exception as exc:
             raise ModelError(str(path), f"cannot unpickle: {type(exc).__name__}: {exc}") from None
         return LoadedModel(obj=obj, card=card, model_id=model_id)
+
+    def try_load(
+        self, pipeline: str, model_id: str | None = None
+    ) -> tuple[LoadedModel | None, str | None]:
+        """Like :meth:`load`, but never raises: ``(model, None)``, ``(None, None)`` when
+        there is no current model, or ``(None, warning)`` when one exists but is refused
+        (the one-line ``<where>: <what>`` of the :class:`ModelError`)."""
+        try:
+            if model_id is None and self.current_id(pipeline) is None:
+                return None, None
+            return self.load(pipeline, model_id), None
+        except ModelError as exc:
+            return None, str(exc)
 
     def list(self, pipeline: str | None = None) -> builtins.list[dict[str, Any]]:
         """Every model (of one pipeline or all), oldest first per pipeline: the card plus

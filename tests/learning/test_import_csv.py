@@ -210,3 +210,13 @@ def test_the_real_slurm_export(shared_data: Path) -> None:
     }
     raw = pd.read_csv(shared_data / "nrel-eagle-sample.csv")
     assert (frame["duration_s"].to_numpy() == raw["run_time"].to_numpy()).all()
+
+
+def test_semicolon_and_tab_separated_files(tmp_path: Path) -> None:
+    mapping = parse_mapping("step=job,started_at=at,duration_s=d,param.note=note")
+    semi = _crafted(tmp_path, "s.csv", 'job;at;d;note\na;2026-01-01 00:00;5;"x;y"\n')
+    tab = _crafted(tmp_path, "t.tsv.gz", "job\tat\td\tnote\na\t2026-01-01 00:00\t5\tx;y\n")
+    for path in (semi, tab):
+        frame = parse_csv(path, mapping).frame
+        assert frame["params"].tolist() == [{"note": "x;y"}]
+        assert frame["duration_s"].tolist() == [5.0]

@@ -95,6 +95,14 @@ def test_load_by_id_and_promotion_switches_current(tmp_path: Path) -> None:
     assert registry.load("p", first).obj == {"v": 1}
 
 
+def test_same_second_same_object_gets_a_distinct_id(registry: Registry) -> None:
+    first = registry.save("p", {"v": 1}, _card())
+    second = registry.save("p", {"v": 1}, _card())
+    assert second == f"{first}.2"
+    assert registry.card("p", second)["model_id"] == second
+    assert registry.load("p", second).obj == {"v": 1}
+
+
 def _booby_trapped(registry: Registry, tmp_path: Path) -> tuple[str, Path, Path]:
     marker = tmp_path / "unpickled"
     model_id = registry.save("p", _Booby(marker), _card())
@@ -199,6 +207,18 @@ def test_missing_current_missing_file_and_bad_card(
         registry.load("p")
     with pytest.raises(ModelError, match="no such model"):
         registry.promote("p", "20200101T000000Z-00000000")
+    assert not marker.exists() and no_joblib_load == []
+
+
+def test_try_load_turns_refusals_into_warnings(
+    registry: Registry, tmp_path: Path, no_joblib_load: list[Path]
+) -> None:
+    assert registry.try_load("p") == (None, None)  # nothing trained yet: no warning
+    _, path, marker = _booby_trapped(registry, tmp_path)
+    path.write_bytes(path.read_bytes() + b"x")
+    model, warning = registry.try_load("p")
+    assert model is None and warning is not None
+    assert warning.startswith(f"{path}: sha256") and "\n" not in warning
     assert not marker.exists() and no_joblib_load == []
 
 

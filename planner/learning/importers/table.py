@@ -5,7 +5,8 @@ CI job durations, cron logs.
 
 ``step``, ``account``, ``quantity``, ``run_id``, ``started_at``, ``finished_at``,
 ``duration_s``, ``status``, ``exit_code``, and ``param.NAME`` for any other feature.
-Unmapped fields are empty. A start time is required, directly (``started_at``) or from
+Unmapped fields are empty. The separator is a comma, or the semicolon, tab or bar when
+the header line has more of those. A start time is required, directly (``started_at``) or from
 ``finished_at`` and ``duration_s``. The duration comes from ``duration_s``, else from
 finished - started; the finish time from started + duration.
 
@@ -147,7 +148,9 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int], list
     """Header, good rows, their line numbers, malformed line numbers, rows read."""
     try:
         with open_text(path) as handle:
-            reader = csv.reader(handle)
+            first = handle.readline()
+            handle.seek(0)
+            reader = csv.reader(handle, delimiter=_delimiter(first))
             try:
                 header = next(reader)
             except StopIteration:
@@ -175,6 +178,13 @@ def _read_table(path: Path) -> tuple[list[str], list[list[str]], list[int], list
             raise
         raise InputFileError(str(path), f"cannot read: {exc}") from None
     return [h.strip().lstrip("\ufeff") for h in header], rows, lines, bad, read
+
+
+def _delimiter(header_line: str) -> str:
+    """The header's separator: comma unless it has more semicolons, tabs or bars."""
+    counts = {sep: header_line.count(sep) for sep in (",", ";", "\t", "|")}
+    best = max(counts, key=lambda sep: counts[sep])
+    return best if counts[best] > counts[","] else ","
 
 
 def _zone(name: str | None) -> Any:
