@@ -22,8 +22,9 @@ BEFORE unpickling, that the card is valid JSON, the file exists, its sha256 equa
 card's, and the versions of scikit-learn, numpy and pandas match the card's (major.minor);
 any failure raises :class:`~planner.errors.ModelError` with a one-line reason and
 ``joblib.load`` is never called (:meth:`Registry.try_load` returns the reason as a
-warning instead, for a predictor that then falls back to the baselines). ``current`` and each save are written atomically (a
-temporary file or folder, then ``os.replace``), so a reader never sees half a model.
+warning instead, for a predictor that then falls back to the baselines). ``current`` and
+each save are written atomically (a temporary file or folder, then ``os.replace``), so a
+reader never sees half a model.
 """
 
 from __future__ import annotations
