@@ -107,8 +107,7 @@ def recommend(
     if run.calibration_runs < 10:
         out.append(
             Recommendation(
-                f"the run bound is not calibrated yet ({run.calibration_runs} past runs with a "
-                f"plan): {run.bound_rule}",
+                f"the run bound is not calibrated yet: {run.bound_rule}",
                 "calibration",
                 {"calibration_runs": run.calibration_runs, "factor": round(run.factor, 4)},
             )

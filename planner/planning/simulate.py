@@ -57,6 +57,8 @@ BY_CHOICES: Mapping[str, tuple[str, ...]] = {
 _WINDOW = 10
 #: The planner bound never exceeds this many times the longest of the last 10 durations.
 _CAP = 2.0
+#: Relative slack when comparing a duration to an interval (log/exp round trips).
+_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,7 @@ def _planner_bounds(d: np.ndarray, *, quantile: float, gamma: float) -> np.ndarr
         center = float(centers[k])
         bound = min(math.exp(center + max(aci.offset(), 0.0)), float(caps[k]))
         out[k] = bound
-        aci.update(float(logs[k]) - center, bool(d[k] > bound))
+        aci.update(float(logs[k]) - center, bool(d[k] > bound * (1 + _TOLERANCE)))
     return out
 
 
@@ -228,7 +230,7 @@ def _outcomes(
     d: np.ndarray, intervals: np.ndarray, cadence: float, *, recurring: bool
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Collisions, deferrals, idle times and lateness of one series under one policy."""
-    late_start = d > intervals
+    late_start = d > intervals * (1 + _TOLERANCE)
     if recurring:  # a fixed trigger comes due every interval while the run goes on
         safe = np.where(intervals > 0, intervals, 1.0)
         due = np.where(intervals > 0, np.maximum(np.ceil(d / safe) - 1, 1), 1)

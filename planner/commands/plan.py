@@ -1,0 +1,419 @@
+"""``planner plan PIPELINE``: the plan of the next run, stored in the history.
+
+Estimates come from the predictor (trained model, else history baselines, else a
+default); planning itself is pure (:mod:`planner.planning`). Prints a table per step, the
+critical path, the interval decision, the what-if table and the recommendations; ``--json``
+prints the document of :func:`planner.planning.plan.plan_to_json`.
+
+Also used by other commands: :func:`planning_summary` (for ``planner validate``) and
+:func:`demo_plan_stage` (for ``planner demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from planner.clock import SYSTEM_CLOCK
+from planner.commands.common import (
+    add_db_option,
+    add_json_option,
+    add_models_option,
+    add_selection_options,
+    models_dir,
+    print_json,
+    split_list,
+)
+from planner.errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from planner.config import Pipeline
+    from planner.history import HistoryStore
+    from planner.planning.model import PastRun, Plan, TaskEstimate, TaskQuery
+
+__all__ = [
+    "compute_plan",
+    "demo_plan_stage",
+    "estimate_tasks",
+    "past_runs",
+    "planning_summary",
+    "register",
+]
+
+#: Seconds assumed for a task with no history and no model.
+DEFAULT_TASK_S = 60.0
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "plan",
+        help="predict the next run and decide its concurrency and next start",
+        description=(
+            "Predict each task and the whole run (with a calibrated bound), choose the "
+            "concurrency and grouping, decide the next start, and store the plan."
+        ),
+    )
+    parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file (.yaml, .json, .toml)")
+    add_selection_options(parser)
+    parser.add_argument(
+        "--accounts", type=split_list, metavar="A,...", help="only these accounts (comma-separated)"
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="plan at N tasks at once"
+    )
+    parser.add_argument(
+        "--quantity", type=float, metavar="N", help="quantity of every task (default: per step)"
+    )
+    add_db_option(parser)
+    add_models_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def handle(args: argparse.Namespace) -> int:
+    from planner.config import load_pipeline
+    from planner.history import HistoryStore
+    from planner.planning.plan import plan_to_json
+
+    pipeline = load_pipeline(args.pipeline)
+    if args.quantity is not None and args.quantity < 0:
+        raise UsageError("--quantity", f"must be >= 0, got {args.quantity:g}")
+    now = SYSTEM_CLOCK.now()
+    with HistoryStore.for_pipeline(pipeline, db=args.db) as store:
+        plan = compute_plan(
+            pipeline,
+            store,
+            models=models_dir(args.models),
+            now=now,
+            steps=args.steps,
+            with_deps=args.with_deps,
+            accounts=args.accounts,
+            concurrency=args.concurrency,
+            quantity=args.quantity,
+        )
+        document = plan_to_json(plan)
+        store.save_plan(pipeline.name, None, now, plan.run.predicted_s, plan.run.bound_s, document)
+    if args.json:
+        for warning in plan.warnings:
+            print(f"planner: warning: {warning}", file=sys.stderr)
+        print_json(document)
+    else:
+        _print_plan(plan)
+    return 0
+
+
+def compute_plan(
+    pipeline: Pipeline,
+    store: HistoryStore,
+    *,
+    models: Path,
+    now: datetime,
+    steps: Sequence[str] | None = None,
+    with_deps: bool = False,
+    accounts: Sequence[str] | None = None,
+    concurrency: int | None = None,
+    quantity: float | None = None,
+    current_start: datetime | None = None,
+) -> Plan:
+    """The plan of a run of ``pipeline`` starting at ``current_start`` (default ``now``)."""
+    import psutil
+
+    from planner.config import select_steps
+    from planner.planning.plan import build_plan, provisional_concurrency, task_queries
+
+    chosen = select_steps(pipeline, steps, with_deps=with_deps)
+    if accounts is not None:
+        known = set(pipeline.account_list)
+        unknown = [a for a in accounts if a not in known]
+        if unknown:
+            raise UsageError("--accounts", f"unknown account(s): {', '.join(unknown)}")
+    cpu_count = os.cpu_count()
+    free_mb = psutil.virtual_memory().available / 1024**2
+    queries = task_queries(
+        pipeline,
+        chosen,
+        concurrency=provisional_concurrency(pipeline, concurrency, cpu_count),
+        accounts=accounts,
+        quantity=quantity,
+    )
+    frame = store.attempts_frame(pipeline=pipeline.name)
+    estimates, warnings = estimate_tasks(pipeline, queries, frame, models=models, now=now)
+    return build_plan(
+        pipeline,
+        chosen,
+        queries,
+        estimates,
+        past_runs=past_runs(store, pipeline.name),
+        now=now,
+        cpu_count=cpu_count,
+        free_memory_mb=free_mb,
+        concurrency=concurrency,
+        current_start=current_start,
+        warnings=warnings,
+    )
+
+
+def estimate_tasks(
+    pipeline: Pipeline,
+    queries: Sequence[TaskQuery],
+    frame: pd.DataFrame,
+    *,
+    models: Path,
+    now: datetime,
+) -> tuple[list[TaskEstimate], list[str]]:
+    """Estimates for ``queries`` from the predictor, and its warnings."""
+    try:
+        from planner.learning.predictor import Predictor
+    except ModuleNotFoundError as exc:
+        if exc.name != "planner.learning.predictor":
+            raise
+        return _history_medians(queries, frame), ["no predictor available: history medians"]
+    predictor = Predictor.load(
+        models, pipeline.name, frame, quantile=pipeline.schedule.quantile, default_s=DEFAULT_TASK_S
+    )
+    return list(predictor.predict(queries, now)), list(predictor.warnings)
+
+
+def _history_medians(queries: Sequence[TaskQuery], frame: pd.DataFrame) -> list[TaskEstimate]:
+    """Stand-in until the predictor exists: medians of past succeeded attempts."""
+    from planner.planning.model import TaskEstimate
+
+    done = frame[(frame["status"] == "succeeded") & frame["duration_s"].notna()]
+    by_pair = done.groupby(["step", "account"], dropna=False)["duration_s"].median().to_dict()
+    by_step = done.groupby("step")["duration_s"].median().to_dict()
+    peak = done.groupby("step")["peak_rss_mb"].max().to_dict()
+    out = []
+    for q in queries:
+        if (q.step, q.account) in by_pair:
+            value, source = float(by_pair[(q.step, q.account)]), "median:step,account"
+        elif q.step in by_step:
+            value, source = float(by_step[q.step]), "median:step"
+        else:
+            value, source = DEFAULT_TASK_S, "default"
+        mem = float(peak.get(q.step) or math.nan)
+        known = math.isfinite(mem) and mem > 0
+        out.append(TaskEstimate(value, value * 1.5, source, mem if known else None))
+    return out
+
+
+def past_runs(store: HistoryStore, pipeline: str) -> list[PastRun]:
+    """Finished runs of ``pipeline`` with the prediction of the plan made for each.
+
+    A plan stored with the run's id is that run's plan; for a run without one, the newest
+    plan stored without a run id between the previous run's start and its own start
+    (``planner plan`` just before the run) is taken.
+    """
+    from planner.planning.model import PastRun
+
+    stored = store.plans(pipeline)
+    by_run = {p.run_id: p for p in reversed(stored) if p.run_id}
+    loose = sorted((p for p in stored if not p.run_id), key=lambda p: p.created_at)
+    runs = sorted(store.list_runs(pipeline), key=lambda r: r.started_at)
+    out = []
+    previous = None
+    for run in runs:
+        plan = by_run.get(run.run_id)
+        if plan is None:
+            candidates = [
+                p
+                for p in loose
+                if p.created_at <= run.started_at and (previous is None or p.created_at > previous)
+            ]
+            plan = candidates[-1] if candidates else None
+        previous = run.started_at
+        if run.finished_at is None:
+            continue
+        out.append(
+            PastRun(
+                run_id=run.run_id,
+                started_at=run.started_at,
+                finished_at=run.finished_at,
+                status=run.status,
+                predicted_s=plan.predicted_s if plan else None,
+                bound_s=plan.bound_s if plan else None,
+            )
+        )
+    return out
+
+
+def planning_summary(
+    pipeline: Pipeline,
+    *,
+    db: str | None = None,
+    models: Path | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any] | None:
+    """For ``planner validate``: the run estimate and recommended interval, or ``None``
+    when the pipeline has no history yet. Nothing is stored.
+
+    Returns ``{"predicted_s", "bound_s", "critical_path", "concurrency", "interval_s",
+    "next_start", "lines": [human-readable lines]}``.
+    """
+    from planner.history import HistoryStore
+    from planner.units import format_duration
+
+    moment = now or SYSTEM_CLOCK.now()
+    with HistoryStore.for_pipeline(pipeline, db=db) as store:
+        if store.count_attempts(pipeline.name) == 0:
+            return None
+        plan = compute_plan(pipeline, store, models=models_dir(models), now=moment)
+    interval = plan.interval
+    lines = [
+        f"estimated run: {format_duration(plan.run.predicted_s)} (bound "
+        f"{format_duration(plan.run.bound_s)}) at concurrency {plan.concurrency}",
+        "recommended interval: "
+        + (format_duration(interval.interval_s) if interval.interval_s is not None else "none")
+        + f" ({interval.reason})",
+    ]
+    return {
+        "predicted_s": plan.run.predicted_s,
+        "bound_s": plan.run.bound_s,
+        "critical_path": list(plan.run.critical_path),
+        "concurrency": plan.concurrency,
+        "interval_s": interval.interval_s,
+        "next_start": interval.next_start.isoformat() if interval.next_start else None,
+        "lines": lines,
+    }
+
+
+def demo_plan_stage(
+    pipeline: Pipeline,
+    *,
+    db: str | None,
+    models: Path,
+    now: datetime,
+    current_start: datetime | None = None,
+    write: Callable[[str], None] = print,
+) -> Plan:
+    """For ``planner demo``: train on the history the demo made (when a trainer is
+    available), plan the next run, store the plan, and print it with its next start."""
+    from planner.history import HistoryStore
+    from planner.planning.plan import plan_to_json
+
+    _train_if_possible(pipeline, db=db, models=models, now=now, write=write)
+    with HistoryStore.for_pipeline(pipeline, db=db) as store:
+        plan = compute_plan(pipeline, store, models=models, now=now, current_start=current_start)
+        store.save_plan(
+            pipeline.name,
+            None,
+            now,
+            plan.run.predicted_s,
+            plan.run.bound_s,
+            plan_to_json(plan),
+        )
+    _print_plan(plan, brief=True, write=write)
+    return plan
+
+
+def _train_if_possible(
+    pipeline: Pipeline, *, db: str | None, models: Path, now: datetime, write: Callable[[str], None]
+) -> None:
+    try:
+        from planner.learning import training  # type: ignore[attr-defined]
+    except ImportError:
+        write("learn: no trainer available yet; planning from history baselines")
+        return
+    train = getattr(training, "train_pipeline", None)
+    if train is None:
+        write("learn: no trainer available yet; planning from history baselines")
+        return
+    result = train(pipeline, db=db, models=models, now=now)
+    write(f"learn: {result}")
+
+
+def _print_plan(
+    plan: Plan, *, brief: bool = False, write: Callable[[str], None] | None = None
+) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from planner.units import format_duration, format_size
+
+    console = Console()
+    emit: Callable[[Any], None] = console.print if write is None else _rich_writer(write)
+    for warning in plan.warnings:
+        emit(f"[yellow]warning:[/] {warning}")
+    if not brief:
+        for step in plan.steps:
+            tasks = sorted(
+                (t for t in plan.tasks if t.step == step.step), key=lambda t: -t.predicted_s
+            )
+            table = Table(
+                title=f"step {step.step}: {step.tasks} task(s), makespan "
+                f"{format_duration(step.makespan_s)} (lower bound "
+                f"{format_duration(step.lower_bound_s)})"
+            )
+            for name in ("account", "predicted", "bound", "source", "slot"):
+                table.add_column(name, justify="right" if name != "source" else "left")
+            for t in tasks[:10]:
+                table.add_row(
+                    t.account or "-",
+                    format_duration(t.predicted_s),
+                    format_duration(t.bound_s),
+                    t.source,
+                    str(t.slot),
+                )
+            if len(tasks) > 10:
+                table.add_row(f"... {len(tasks) - 10} more", "", "", "", "")
+            emit(table)
+    run = plan.run
+    emit(
+        f"run of {plan.pipeline}: predicted {format_duration(run.predicted_s)}, bound "
+        f"{format_duration(run.bound_s)} at concurrency {plan.concurrency} "
+        f"({plan.concurrency_rule})"
+    )
+    emit(f"  critical path: {' -> '.join(run.critical_path) or '-'}")
+    emit(f"  bound: {run.bound_rule}")
+    interval = plan.interval
+    if interval.next_start is not None and interval.interval_s is not None:
+        emit(
+            f"next start: {interval.next_start.isoformat()} (interval "
+            f"{format_duration(interval.interval_s)}, {interval.policy}: {interval.reason})"
+        )
+    else:
+        emit(f"next start: none ({interval.reason})")
+    if not brief:
+        table = Table(title="what if")
+        for name in ("concurrency", "predicted run", "memory"):
+            table.add_column(name, justify="right")
+        for w in plan.what_if:
+            mark = " *" if w.concurrency == plan.concurrency else ""
+            memory = format_size(w.memory_mb * 1024**2) if w.memory_mb is not None else "?"
+            if not w.fits_memory:
+                memory += " (does not fit)"
+            table.add_row(f"{w.concurrency}{mark}", format_duration(w.makespan_s), memory)
+        emit(table)
+    for rec in plan.recommendations:
+        emit(f"- {rec.text}")
+
+
+def _rich_writer(write: Callable[[str], None]) -> Callable[[Any], None]:
+    """Render rich objects to text and hand each line to ``write``."""
+    from rich.console import Console
+
+    def emit(obj: Any) -> None:
+        console = Console(width=100, color_system=None)
+        with console.capture() as capture:
+            console.print(obj)
+        for line in capture.get().rstrip("\n").splitlines():
+            write(line)
+
+    return emit
