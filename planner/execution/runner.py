@@ -63,7 +63,7 @@ class RunRequest:
     concurrency: int | None = None
     stop_grace: float = 10.0
     kill_grace: float = 5.0
-    sample_interval: float = 0.5
+    sample_interval: float = 0.25
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,11 @@ one pass over the process table per tick serves every tree. A tree is also sampl
 right after its spawn, so a task shorter than the interval still gets figures; at the end
 the kernel's own figures from ``os.wait4`` (``ru_maxrss``, CPU of the task and its reaped
 children) are taken as a floor.
+
+Memory is each process's own peak so far (``VmHWM`` in ``/proc/<pid>/status``, which
+the kernel keeps up to date between samples), summed over the tree; for a tree of one
+process that is its true peak up to the last sample, for several processes an upper
+bound (their peaks need not coincide).
 """
 
 from __future__ import annotations
@@ -38,10 +43,22 @@ class TreeUsage:
         return (peak / (1024 * 1024) if peak > 0 else None), max(self.cpu_s, rusage_cpu_s)
 
 
+def _peak_rss(pid: int) -> int:
+    """Bytes of ``VmHWM`` (the process's peak RSS) of a live process, else 0."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
 class TreeSampler:
     """Samples the registered process trees every ``interval`` seconds in a thread."""
 
-    def __init__(self, interval: float = 0.5) -> None:
+    def __init__(self, interval: float = 0.25) -> None:
         self.interval = interval
         self._trees: dict[int, TreeUsage] = {}
         self._lock = threading.Lock()
@@ -63,11 +80,9 @@ class TreeSampler:
         """Register a freshly spawned task and sample its root at once."""
         usage = TreeUsage()
         try:
-            proc = psutil.Process(pid)
-            with proc.oneshot():
-                usage.peak_rss_bytes = proc.memory_info().rss
-                times = proc.cpu_times()
+            times = psutil.Process(pid).cpu_times()
             usage.cpu_by_pid[pid] = times.user + times.system
+            usage.peak_rss_bytes = _peak_rss(pid)
         except psutil.Error:
             pass
         with self._lock:
@@ -84,27 +99,26 @@ class TreeSampler:
             if not self._trees:
                 return
             children: dict[int, list[int]] = {}
-            stats: dict[int, tuple[int, float]] = {}
-            for proc in psutil.process_iter(["ppid", "memory_info", "cpu_times"]):
+            cpu_of: dict[int, float] = {}
+            for proc in psutil.process_iter(["ppid", "cpu_times"]):
                 info = proc.info
-                mem, times = info.get("memory_info"), info.get("cpu_times")
-                if mem is None or times is None:
+                times = info.get("cpu_times")
+                if times is None:
                     continue
                 children.setdefault(info.get("ppid") or 0, []).append(proc.pid)
-                stats[proc.pid] = (mem.rss, times.user + times.system)
+                cpu_of[proc.pid] = times.user + times.system
             for root, usage in self._trees.items():
-                total_rss = 0
+                total = 0
                 todo = [root]
                 while todo:
                     pid = todo.pop()
-                    if pid not in stats:
+                    if pid not in cpu_of:
                         continue
-                    rss, cpu = stats[pid]
-                    total_rss += rss
-                    if cpu > usage.cpu_by_pid.get(pid, 0.0):
-                        usage.cpu_by_pid[pid] = cpu
+                    total += _peak_rss(pid)
+                    if cpu_of[pid] > usage.cpu_by_pid.get(pid, 0.0):
+                        usage.cpu_by_pid[pid] = cpu_of[pid]
                     todo.extend(children.get(pid, ()))
-                usage.peak_rss_bytes = max(usage.peak_rss_bytes, total_rss)
+                usage.peak_rss_bytes = max(usage.peak_rss_bytes, total)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

@@ -1,0 +1,197 @@
+"""``planner demo``: build a history from real runs of the demo pipeline, and say where.
+
+The demo is a sequence of stages, each a function of a :class:`DemoContext`; later issues
+append stages (train, plan, dashboard) to :data:`STAGES`. The first stage writes a
+derived copy of ``data/examples/demo/demo.yaml`` into the state dir (absolute job paths,
+this Python, the state dir itself) and runs it several times with varied quantities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from planner.commands.common import add_json_option, print_json
+from planner.errors import InputFileError
+
+if TYPE_CHECKING:
+    from planner.config import Pipeline
+
+__all__ = ["DEMO_SCALES", "STAGES", "DemoContext", "demo_source", "register", "run_demo"]
+
+#: Quantity multipliers of the demo's runs, in order.
+DEMO_SCALES = (0.4, 0.8, 1.2, 0.6, 1.6, 1.0)
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "demo",
+        help="run the demo pipeline a few times to build a history",
+        description="Run the demo pipeline (real work on generated data) several times "
+        "with varied quantities, so that a history exists to learn from.",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".planner") / "demo",
+        metavar="DIR",
+        help="where the demo keeps its pipeline, history and logs (./.planner/demo)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=len(DEMO_SCALES),
+        metavar="N",
+        help=f"how many runs ({len(DEMO_SCALES)})",
+    )
+    add_json_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+@dataclass
+class DemoContext:
+    """What the stages share: where things are, what was done, and how to report it."""
+
+    state_dir: Path
+    runs: int = len(DEMO_SCALES)
+    quiet: bool = False
+    pipeline_file: Path | None = None
+    pipeline: Pipeline | None = None
+    db_url: str = ""
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(text, flush=True)
+
+
+Stage = Callable[[DemoContext], None]
+
+
+def demo_source() -> Path:
+    """``data/examples/demo/demo.yaml`` of this checkout."""
+    path = Path(__file__).resolve().parents[2] / "data" / "examples" / "demo" / "demo.yaml"
+    if not path.is_file():
+        raise InputFileError(str(path), "the demo pipeline is missing (run from a checkout)")
+    return path
+
+
+def write_demo_pipeline(state_dir: Path) -> Path:
+    """The demo pipeline adapted to ``state_dir``: absolute job paths, this Python."""
+    import yaml
+
+    from planner.config.loader import read_raw
+
+    source = demo_source()
+    raw = read_raw(source)
+    raw["state_dir"] = str(state_dir)
+    work = str(state_dir / "work")
+    for step in raw["steps"]:
+        command = list(step["command"])
+        if command and command[0] == "python":
+            command[0] = sys.executable
+        command = [
+            str(source.parent / part) if part.startswith("jobs/") else part for part in command
+        ]
+        step["command"] = command
+        step["env"] = {**step.get("env", {}), "DEMO_WORK_DIR": work}
+    target = state_dir / "demo.yaml"
+    header = f"# Written by `planner demo` from {source}; edit that file instead.\n"
+    target.write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return target
+
+
+def scaled(pipeline: Pipeline, factor: float) -> Pipeline:
+    """``pipeline`` with every step's quantity multiplied by ``factor`` (at least 1)."""
+    steps = tuple(
+        s.model_copy(update={"quantity": max(1, round(s.quantity * factor))})
+        if s.per_account
+        else s
+        for s in pipeline.steps
+    )
+    return pipeline.model_copy(update={"steps": steps})
+
+
+def stage_history(ctx: DemoContext) -> None:
+    """Run the demo pipeline ``ctx.runs`` times with varied quantities."""
+    from planner.commands.runs import run_summary
+    from planner.config import load_pipeline
+    from planner.execution import Runner, handle_signals
+    from planner.history import HistoryStore
+
+    ctx.state_dir.mkdir(parents=True, exist_ok=True)
+    ctx.pipeline_file = write_demo_pipeline(ctx.state_dir)
+    ctx.pipeline = load_pipeline(ctx.pipeline_file)
+    n_tasks = ctx.pipeline.tasks_per_run()
+    ctx.say(
+        f"demo: running {ctx.pipeline_file} {ctx.runs} times ({n_tasks} tasks each: "
+        "generate, gzip, hash, parse and sort CSV data per account)"
+    )
+    summaries = []
+    with HistoryStore.for_pipeline(ctx.pipeline) as store:
+        ctx.db_url = store.url
+        for number in range(ctx.runs):
+            factor = DEMO_SCALES[number % len(DEMO_SCALES)]
+            t0 = time.monotonic()
+            runner = Runner(scaled(ctx.pipeline, factor), store)
+            with handle_signals(runner):
+                result = runner.run()
+            record = store.get_run(result.run_id)
+            assert record is not None
+            summary = run_summary(record, result.counts)
+            retries = sum(1 for a in store.attempts_for_run(result.run_id) if a.attempt > 1)
+            summary["quantity_scale"] = factor
+            summary["retries"] = retries
+            summaries.append(summary)
+            ctx.say(
+                f"  run {number + 1}/{ctx.runs} {result.run_id}: quantity x{factor}, "
+                f"{result.status} in {time.monotonic() - t0:.1f}s "
+                f"(concurrency {result.concurrency}, {retries} retried attempt(s))"
+            )
+            if result.status == "cancelled":
+                break
+    ctx.document["runs"] = summaries
+    ctx.document["history"] = ctx.db_url
+    ctx.document["pipeline"] = str(ctx.pipeline_file)
+    ctx.say(f"history: {ctx.db_url}")
+    ctx.say(f"  planner runs --pipeline {ctx.pipeline_file}")
+    if summaries:
+        ctx.say(f"  planner show {summaries[-1]['run_id']} --pipeline {ctx.pipeline_file}")
+
+
+#: The demo's stages, in order; later parts append theirs.
+STAGES: list[tuple[str, Stage]] = [("history", stage_history)]
+
+
+def run_demo(ctx: DemoContext, stages: list[tuple[str, Stage]] | None = None) -> dict[str, Any]:
+    """Run every stage in order; returns the document they filled."""
+    ctx.document.setdefault("state_dir", str(ctx.state_dir))
+    for name, stage in stages if stages is not None else STAGES:
+        t0 = time.monotonic()
+        stage(ctx)
+        ctx.document.setdefault("stages", []).append(
+            {"stage": name, "seconds": round(time.monotonic() - t0, 2)}
+        )
+    return ctx.document
+
+
+def handle(args: argparse.Namespace) -> int:
+    if args.runs < 1:
+        from planner.errors import UsageError
+
+        raise UsageError("--runs", f"must be at least 1, got {args.runs}")
+    ctx = DemoContext(state_dir=args.state_dir.resolve(), runs=args.runs, quiet=args.json)
+    t0 = time.monotonic()
+    document = run_demo(ctx)
+    document["seconds"] = round(time.monotonic() - t0, 2)
+    if args.json:
+        print_json(document)
+    else:
+        ctx.say(f"demo done in {document['seconds']:.1f}s; everything is under {ctx.state_dir}")
+    failed = any(r["status"] != "succeeded" for r in document.get("runs", []))
+    return 1 if failed else 0
