@@ -20,6 +20,7 @@ __all__ = [
     "choose_concurrency",
     "cpu_limit",
     "memory_limit",
+    "smallest_fitting",
     "what_if",
     "what_if_counts",
 ]
@@ -128,3 +129,27 @@ def what_if(
             )
         )
     return rows
+
+
+def smallest_fitting(
+    deps: Mapping[str, Sequence[str]],
+    durations: Mapping[str, Sequence[float]],
+    limit_s: float,
+    widest: int,
+) -> int | None:
+    """The smallest count whose scheduled run takes at most ``limit_s`` (``None``: none does).
+
+    Binary search over ``1 .. widest``: the makespan of list scheduling falls (almost)
+    monotonically with the count, and beyond the widest part of the run it stays flat.
+    """
+    top = max(1, widest)
+    if schedule_graph(deps, durations, top).makespan > limit_s:
+        return None
+    lo, hi = 1, top
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if schedule_graph(deps, durations, mid).makespan <= limit_s:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

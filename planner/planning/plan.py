@@ -13,7 +13,12 @@ from typing import Any
 
 from planner.config.models import Pipeline, Step
 from planner.graph import levels
-from planner.planning.concurrency import choose_concurrency, what_if, what_if_counts
+from planner.planning.concurrency import (
+    choose_concurrency,
+    smallest_fitting,
+    what_if,
+    what_if_counts,
+)
 from planner.planning.estimate import estimate_run
 from planner.planning.interval import decide_interval
 from planner.planning.makespan import lower_bound
@@ -141,9 +146,13 @@ def build_plan(
     widths: dict[int, int] = {}
     for i in ids:
         widths[depth[i]] = widths.get(depth[i], 0) + len(predicted[i])
-    counts = what_if_counts(
-        slots, (choice.cpu_limit, choice.memory_limit), max(widths.values(), default=1)
-    )
+    widest = max(widths.values(), default=1)
+    counts = what_if_counts(slots, (choice.cpu_limit, choice.memory_limit), widest)
+    cadence = pipeline.schedule.cadence
+    if cadence is not None and run.bound_s > cadence:  # which count would fit the cadence?
+        fit = smallest_fitting(deps, predicted, cadence / max(run.factor, 1.0), widest)
+        if fit is not None:
+            counts = sorted({*counts, fit})
     table = what_if(
         deps,
         predicted,
