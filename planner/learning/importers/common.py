@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,35 +142,19 @@ def read_lines(path: Path) -> list[str]:
         raise InputFileError(str(path), f"cannot read: {exc}") from None
 
 
-def _clean(value: Any) -> Any:
-    """A scalar from pandas/numpy as a plain Python value; NaN/NaT/NA as None."""
-    if value is None:
-        return None
-    try:
-        import pandas as pd
-
-        if value is pd.NA or value is pd.NaT:
-            return None
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pass
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "to_pydatetime"):
-        return value.to_pydatetime()
-    if hasattr(value, "item"):
-        item = value.item()
-        if isinstance(item, float) and math.isnan(item):
-            return None
-        return item
-    return value
+def _plain(column: pd.Series) -> list[Any]:
+    """A column as plain Python values, missing ones (NaN, NaT, NA) as ``None``."""
+    if column.dtype == object:  # params: dicts
+        return column.tolist()
+    return column.astype(object).where(column.notna(), None).tolist()
 
 
 def to_rows(parsed: ParsedImport, pipeline: str) -> Iterator[dict[str, Any]]:
     """The parsed rows as the dicts ``HistoryStore.import_attempts`` takes."""
     frame = parsed.frame
-    columns = [frame[name].tolist() for name in COLUMNS]
+    columns = [_plain(frame[name]) for name in COLUMNS]
     for values in zip(*columns, strict=True):
-        row = {name: _clean(value) for name, value in zip(COLUMNS, values, strict=True)}
+        row = dict(zip(COLUMNS, values, strict=True))
         row["pipeline"] = pipeline
         row["attempt"] = 1
         if row["params"] is None:

@@ -136,10 +136,15 @@ def parse_swf(path: Path) -> ParsedImport:
         numbers.append(number)
 
     line_no = np.asarray(numbers, dtype=np.int64)
-    split = pd.Series(data_lines, dtype=object).str.split()
-    ok = (split.map(len) == len(SWF_FIELDS)).to_numpy()
-    table = pd.DataFrame(split[ok].tolist(), columns=list(SWF_FIELDS))
-    values = table.apply(pd.to_numeric, errors="coerce").astype("float64")
+    split = [line.split() for line in data_lines]
+    ok = np.fromiter(map(len, split), dtype=np.int64, count=len(split)) == len(SWF_FIELDS)
+    rows = [fields for fields, fine in zip(split, ok.tolist(), strict=True) if fine]
+    try:  # fast path: every token is a number
+        matrix = np.array(rows, dtype=np.float64).reshape(-1, len(SWF_FIELDS))
+        values = pd.DataFrame(matrix, columns=list(SWF_FIELDS))
+    except ValueError:
+        table = pd.DataFrame(rows, columns=list(SWF_FIELDS), dtype=object)
+        values = table.apply(pd.to_numeric, errors="coerce").astype("float64")
     good = values.notna().all(axis=1).to_numpy()
     good = good & (values["submit"] >= 0).to_numpy() & (values["job"] >= 0).to_numpy()
     ok_lines = line_no[ok]

@@ -363,11 +363,16 @@ def _source_keys(raw: pd.DataFrame, fields: list[str]) -> pd.Series:
     """sha1 of the row's mapped fields and its occurrence among identical rows."""
     import pandas as pd
 
-    joined = pd.Series([""] * len(raw), dtype="string")
-    for name in fields:
-        joined = joined + name + "=" + raw[name].fillna("") + "\x1f"
-    occurrence = joined.groupby(joined).cumcount().astype("string")
-    material = (joined + "#" + occurrence).tolist()
+    columns = [
+        [f"{name}={value}\x1f" for value in raw[name].fillna("").tolist()] for name in fields
+    ]
+    seen: dict[str, int] = {}
+    material: list[str] = []
+    for parts in zip(*columns, strict=True):
+        joined = "".join(parts)
+        count = seen.get(joined, 0)
+        seen[joined] = count + 1
+        material.append(f"{joined}#{count}")
     return pd.Series(
         [hashlib.sha1(m.encode("utf-8")).hexdigest() for m in material], dtype="string"
     )
