@@ -51,6 +51,14 @@ def register(sub: Any) -> None:
         help="tasks at once (default: the pipeline's concurrency.max)",
     )
     parser.add_argument(
+        "--grace",
+        type=_duration,
+        default=10.0,
+        metavar="DURATION",
+        help="on SIGINT/SIGTERM, how long running tasks may finish before they are killed "
+        "(10s; a second signal kills at once)",
+    )
+    parser.add_argument(
         "--quiet", action="store_true", help="no progress output, only the final summary"
     )
     add_db_option(parser)
@@ -63,6 +71,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _duration(text: str) -> float:
+    from planner.units import parse_duration
+
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return seconds
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -78,6 +98,7 @@ def handle(args: argparse.Namespace) -> int:
         accounts=args.accounts,
         resume=args.resume,
         concurrency=args.concurrency,
+        stop_grace=args.grace,
     )
     observer: LiveProgress | PlainProgress | None = None
     if not (args.json or args.quiet):
