@@ -86,7 +86,10 @@ def _rows(entry: dict[str, Any]) -> str:
 
 
 def _span(entry: dict[str, Any]) -> str:
-    span = _training(entry).get("span", entry.get("span", entry.get("training_span")))
+    training = _training(entry)
+    span = training.get("span", entry.get("span", entry.get("training_span")))
+    if span is None and "start" in training and "end" in training:
+        span = [training["start"], training["end"]]
     if isinstance(span, list | tuple) and len(span) == 2:
         return f"{str(span[0])[:10]} .. {str(span[1])[:10]}"
     return ""

@@ -11,7 +11,7 @@ A model id is the UTC save time plus the first 8 hex digits of the file's sha256
 clash), so ids sort by age. The card holds what the trainer passes, by convention::
 
     {"kind": "hgb-log", "features": [...], "quantile": 0.95, "notes": "...",
-     "training": {"rows": 28476, "span": ["1996-09-30T12:10:27+00:00", "..."]},
+     "training": {"rows": 28476, "start": "1996-09-30T12:10:27+00:00", "end": "..."},
      "metrics": {"model": {"mae_s": ..., "mdape": ...}, "last2": {...}, ...}}
 
 plus what the registry adds: ``pipeline``, ``model_id``, ``created_at``, ``file``,

@@ -38,7 +38,11 @@ def _card(**extra: Any) -> dict[str, Any]:
     return {
         "kind": "test",
         "features": ["quantity"],
-        "training": {"rows": 3, "span": ["2026-01-01T00:00:00+00:00", "2026-01-02T00:00:00+00:00"]},
+        "training": {
+            "rows": 1234,
+            "start": "2026-01-01T00:00:00+00:00",
+            "end": "2026-01-02T00:00:00+00:00",
+        },
         "metrics": {"model": {"mdape": 0.1, "mae_s": 12.0}},
         "quantile": 0.95,
         "notes": "",
@@ -63,7 +67,7 @@ def test_round_trip_keeps_the_object_and_writes_a_full_card(registry: Registry) 
     card = json.loads((folder / CARD_FILE).read_text())
     assert card["pipeline"] == "etl"
     assert card["model_id"] == model_id
-    assert card["kind"] == "test" and card["training"]["rows"] == 3
+    assert card["kind"] == "test" and card["training"]["rows"] == 1234
     assert card["versions"] == library_versions()
     assert set(card["versions"]) >= {"python", "sklearn", "numpy", "pandas", "joblib"}
     assert len(card["sha256"]) == 64 and model_id.endswith(card["sha256"][:8])
@@ -295,7 +299,8 @@ def test_models_command_json_and_table(
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["models", "--pipeline", "alpha"]) == 0
     out = capsys.readouterr().out
-    assert a1 in out and a2 in out and "10.0%" in out
+    assert a1 in out and a2 in out and "10.0%" in out and "12 s" in out
+    assert "1,234" in out and "2026-01-01 .. 2026-01-02" in out
 
     assert main(["models", "--models", str(tmp_path / "none")]) == 0
     assert "no models" in capsys.readouterr().out
