@@ -308,8 +308,8 @@ def demo_plan_stage(
     from planner.history import HistoryStore
     from planner.planning.plan import plan_to_json
 
-    _train_if_possible(pipeline, db=db, models=models, now=now, write=write)
     with HistoryStore.for_pipeline(pipeline, db=db) as store:
+        _train_if_possible(pipeline, store, models=models, write=write)
         plan = compute_plan(pipeline, store, models=models, now=now, current_start=current_start)
         store.save_plan(
             pipeline.name,
@@ -324,19 +324,31 @@ def demo_plan_stage(
 
 
 def _train_if_possible(
-    pipeline: Pipeline, *, db: str | None, models: Path, now: datetime, write: Callable[[str], None]
+    pipeline: Pipeline, store: HistoryStore, *, models: Path, write: Callable[[str], None]
 ) -> None:
+    """Train on the pipeline's history when the trainer is available; say what happened."""
     try:
-        from planner.learning import training  # type: ignore[attr-defined]
-    except ImportError:
-        write("learn: no trainer available yet; planning from history baselines")
+        from planner.learning.registry import Registry
+        from planner.learning.training import train_pipeline
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("planner.learning"):
+            raise
+        write("learn: no trainer available; planning from history baselines")
         return
-    train = getattr(training, "train_pipeline", None)
-    if train is None:
-        write("learn: no trainer available yet; planning from history baselines")
-        return
-    result = train(pipeline, db=db, models=models, now=now)
-    write(f"learn: {result}")
+    frame = store.attempts_frame(pipeline=pipeline.name)
+    result = train_pipeline(
+        frame,
+        pipeline=pipeline.name,
+        registry=Registry(models),
+        quantile=pipeline.schedule.quantile,
+    )
+    kind = "baselines only" if result.baselines_only else result.variant
+    write(
+        f"learn: trained on {result.rows_train} attempts ({kind}); model {result.model_id}"
+        + (" is live" if result.promoted else f" kept {result.current_id} live")
+    )
+    for message in result.messages:
+        write(f"learn: {message}")
 
 
 def _print_plan(

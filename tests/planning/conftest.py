@@ -80,3 +80,15 @@ def history(tmp_path: Path) -> Callable[[int], str]:
         return url
 
     return make
+
+
+@pytest.fixture
+def pipeline_file(tmp_path: Path) -> Path:
+    """The pipeline of :func:`pipeline_data` as a YAML file, its state dir in ``tmp_path``."""
+    import yaml
+
+    path = tmp_path / "nightly.yaml"
+    data = pipeline_data()
+    data["state_dir"] = str(tmp_path / "state")
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
