@@ -103,11 +103,13 @@ def online_bounds(
     started: np.ndarray,
     finished: np.ndarray,
     actual: np.ndarray,
+    drain: bool = False,
 ) -> np.ndarray:
     """Bounds issued at each start, updating ``conformal`` with the attempts finished by then.
 
     The rows are attempts in start order; ``conformal`` is updated in place (a row's score
-    and overrun are fed once it has finished before the start being predicted).
+    and overrun are fed once it has finished before the start being predicted). ``drain``
+    feeds the rows still unfed at the end too (all of them have finished).
     """
     n = len(point_s)
     bounds = np.empty(n)
@@ -121,6 +123,10 @@ def online_bounds(
         offset = conformal.offset()
         bound = math.exp(min(center_log[i] + offset, 700.0))
         bounds[i] = max(bound, point_s[i])
+    while drain and j < n:
+        r = by_finish[j]
+        conformal.update(math.log(actual[r]) - center_log[r], bool(actual[r] > bounds[r]))
+        j += 1
     return bounds
 
 
@@ -137,6 +143,7 @@ class Evaluation:
     baselines_only: bool
     model: DurationModel | None = None
     clamped: int = 0
+    test_mask: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -174,10 +181,16 @@ def evaluate(
     quantile: float = 0.95,
     min_model_rows: int = 200,
     make_model: Callable[[bool], DurationModel] | None = None,
+    features: pd.DataFrame | None = None,
 ) -> Evaluation:
-    """Fit on the past part of ``frame``, score every method on the holdout."""
+    """Fit on the past part of ``frame``, score every method on the holdout.
+
+    ``features`` may pass ``attempt_features(frame)`` when the caller already has them.
+    """
     data = scored_attempts(frame)
-    features = attempt_features(frame).loc[data.index]
+    if features is None:
+        features = attempt_features(frame)
+    features = features.loc[data.index]
     data = data.reset_index(drop=True)
     features = features.reset_index(drop=True)
     train, test = holdout_split(data, holdout)
@@ -234,5 +247,6 @@ def evaluate(
         baselines_only=not use_hgb,
         model=model,
         clamped=conformal.clamped_,
+        test_mask=test,
         extra={"validation": model.validation_},
     )

@@ -25,6 +25,7 @@ runs on are small and shared.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from planner.learning.baselines import GroupedLastK
 from planner.learning.conformal import AdaptiveConformal
 
-__all__ = ["VARIANTS", "DurationModel", "point_scores"]
+__all__ = ["VARIANTS", "DurationModel", "ModelBundle", "point_scores"]
 
 VARIANTS = ("hgb", "residual", "blend", "ensemble", "mix", "last2", "last10")
 _BASELINE_VARIANTS = ("last2", "last10")
@@ -58,6 +59,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     quantile : coverage target of the bound
     use_hgb : False keeps only the baselines (for little history)
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf : gradient boosting settings
+    quantile_max_iter : boosting iterations of the quantile model (fewer: faster to predict)
     validation_fraction : last part of the rows used to pick the variant and calibrate
     gamma, window : ACI step size and score window of the bound
     prefer_margin : the ensemble is kept unless a variant scores this much better
@@ -70,8 +72,9 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         *,
         quantile: float = 0.95,
         use_hgb: bool = True,
-        max_iter: int = 200,
-        learning_rate: float = 0.08,
+        max_iter: int = 150,
+        learning_rate: float = 0.1,
+        quantile_max_iter: int = 100,
         max_leaf_nodes: int = 31,
         min_samples_leaf: int = 20,
         validation_fraction: float = 0.2,
@@ -84,6 +87,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self.quantile = quantile
         self.use_hgb = use_hgb
         self.max_iter = max_iter
+        self.quantile_max_iter = quantile_max_iter
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
@@ -101,7 +105,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
         return HistGradientBoostingRegressor(
             loss=loss,
-            max_iter=self.max_iter,
+            max_iter=self.quantile_max_iter if loss == "quantile" else self.max_iter,
             learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
@@ -238,12 +242,17 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         """Point predictions in seconds."""
         return np.asarray(np.exp(self.predict_log(X)), dtype="float64")
 
+    def predict_both(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(log point prediction, log center of the bound) in one pass."""
+        point_log = self.predict_log(X)
+        return point_log, self.predict_center(X, point_log)
+
     def predict_center(self, X: pd.DataFrame, point_log: np.ndarray | None = None) -> np.ndarray:
         """Log-scale center of the bound: the quantile model, else the point prediction."""
         if self.quantile_model_ is None:
             return self.predict_log(X) if point_log is None else point_log
         with _threads(self.threads):
-            return np.asarray(self.quantile_model_.predict(self._matrix(X)))
+            return np.asarray(self.quantile_model_.predict(self._matrix(X)), dtype="float64")
 
     def source(self) -> str | None:
         """``"model"`` for a boosting variant, else None (the baseline names its group)."""
@@ -271,3 +280,19 @@ class _threads:
         if self._ctl is not None:
             self._ctl.restore_original_limits()
             self._ctl = None
+
+
+@dataclass
+class ModelBundle:
+    """What the registry stores for a pipeline: the model and its online bound state.
+
+    ``trained_until`` is the last finish time (epoch seconds) of the training attempts:
+    the predictor feeds the attempts that finished after it to the bound before use.
+    """
+
+    model: DurationModel
+    quantile: float
+    trained_until: float
+    rows: int
+    features: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)

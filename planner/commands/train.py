@@ -1,0 +1,188 @@
+"""``planner train``: evaluate the duration model on a holdout, fit on everything, save.
+
+``planner train [--pipeline P] [--db URL] [--models DIR] [--holdout F] [--quantile Q]
+[--json]``. ``P`` is a pipeline name in the history or a pipeline file (then its history
+and its ``schedule.quantile`` are used); without it every pipeline of the history is
+trained, one after the other. The table compares the model with the grouped last-2 and
+last-10 means and the flat ``last10 x 1.2`` rule on the last ``F`` of the attempts by
+start time; the new model is saved, and made current unless the current model is better
+on the recent holdout (the output says which one is live).
+
+``--json`` prints, per pipeline::
+
+    {"pipeline": ..., "rows": {"train": n, "test": n},
+     "methods": {"model": {"mae_s", "mdape", "mean_abs_log", "overrun",
+                           "median_bound_ratio"}, "last2": {...}, "last10": {...},
+                 "last10_x1.2": {...}},
+     "model_id": ...}
+
+(a list of such documents when several pipelines were trained). Rates are fractions;
+a metric that cannot be computed is null. Notes (baselines only, which model was kept)
+go to stderr with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from planner.commands.common import (
+    add_db_option,
+    add_json_option,
+    add_models_option,
+    db_url,
+    models_dir,
+    print_json,
+)
+from planner.errors import UsageError
+
+if TYPE_CHECKING:
+    from planner.learning.training import TrainingResult
+
+__all__ = ["register"]
+
+_PIPELINE_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train and evaluate duration models",
+        description=(
+            "Evaluate the duration model against the baselines on the most recent attempts, "
+            "then fit on everything, save it, and make it live unless the current model "
+            "is better."
+        ),
+    )
+    parser.add_argument(
+        "--pipeline",
+        metavar="P",
+        help="pipeline name in the history, or a pipeline file (default: every pipeline)",
+    )
+    add_db_option(parser)
+    add_models_option(parser)
+    parser.add_argument(
+        "--holdout",
+        type=float,
+        default=0.3,
+        metavar="F",
+        help="fraction of the attempts, the latest by start time, used as test part (0.3)",
+    )
+    parser.add_argument(
+        "--quantile",
+        type=float,
+        default=None,
+        metavar="Q",
+        help="coverage target of the upper bound (default: the pipeline's, else 0.95)",
+    )
+    add_json_option(parser)
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from planner.history import HistoryStore
+    from planner.learning.registry import Registry
+    from planner.learning.training import train_pipeline
+
+    if not 0.0 < args.holdout < 1.0:
+        raise UsageError("--holdout", f"must be a fraction in (0, 1), got {args.holdout}")
+    quantile = args.quantile
+    name = args.pipeline
+    if name and Path(name).suffix.lower() in _PIPELINE_SUFFIXES:
+        from planner.config import load_pipeline
+
+        pipeline = load_pipeline(name)
+        store = HistoryStore.for_pipeline(pipeline, args.db)
+        name = pipeline.name
+        if quantile is None:
+            quantile = pipeline.schedule.quantile
+    else:
+        store = HistoryStore(db_url(args.db))
+    quantile = 0.95 if quantile is None else quantile
+    if not 0.0 < quantile < 1.0:
+        raise UsageError("--quantile", f"must be in (0, 1), got {quantile}")
+    registry = Registry(models_dir(args.models))
+    results: list[TrainingResult] = []
+    try:
+        frame = store.attempts_frame(name)
+        if frame.empty:
+            where = f"pipeline {name!r}" if name else store.url
+            raise UsageError(where, "no attempts in the history to train on")
+        names = [name] if name else sorted(frame["pipeline"].dropna().unique().tolist())
+        for pipeline_name in names:
+            part = frame if name else frame[frame["pipeline"] == pipeline_name]
+            results.append(
+                train_pipeline(
+                    part.reset_index(drop=True),
+                    pipeline=str(pipeline_name),
+                    registry=registry,
+                    holdout=args.holdout,
+                    quantile=quantile,
+                )
+            )
+    finally:
+        store.close()
+    if args.json:
+        docs = [r.as_json() for r in results]
+        print_json(docs[0] if len(docs) == 1 else docs)
+        for r in results:
+            for note in r.messages:
+                print(f"planner: train: {r.pipeline}: {note}", file=sys.stderr)
+        return 0
+    for r in results:
+        _print_result(r, quantile)
+    return 0
+
+
+def _fmt(value: float | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "pct":
+        return f"{value:.1%}"
+    if kind == "s":
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def _print_result(result: TrainingResult, quantile: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(
+        title=(
+            f"{result.pipeline}: holdout of {result.rows_test} attempts "
+            f"(trained on {result.rows_train}), bound at q={quantile:g}"
+        ),
+        title_justify="left",
+    )
+    for column in ("method", "MAE s", "MdAPE", "mean |log|", "overrun", "bound/actual"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for method, m in result.methods.items():
+        table.add_row(
+            method,
+            _fmt(m["mae_s"], "s"),
+            _fmt(m["mdape"], "pct"),
+            _fmt(m["mean_abs_log"], "x"),
+            _fmt(m["overrun"], "pct"),
+            _fmt(m["median_bound_ratio"], "x"),
+        )
+    console.print(table)
+    ev = result.evaluation
+    if ev is not None and len(ev.halves) == 2:
+        halves = ", ".join(
+            f"half {i + 1}: model overrun {h['model']['overrun']:.1%}, "
+            f"bound/actual {h['model']['median_bound_ratio']:.2f}"
+            for i, h in enumerate(ev.halves)
+            if h["model"]["n"]
+        )
+        if halves:
+            console.print(halves)
+    kind = "baselines only" if result.baselines_only else f"model variant {result.variant}"
+    console.print(
+        f"saved {result.model_id} ({kind}, {result.seconds:.1f} s); live: {result.current_id}"
+    )
+    for note in result.messages:
+        console.print(f"note: {note}")
