@@ -94,6 +94,10 @@ def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: st
     from planner.history import HistoryStore
     from planner.learning.importers.common import default_pipeline_name, import_parsed
 
+    if parsed.frame.empty and parsed.unfinished:
+        raise InputFileError(
+            str(args.file), f"nothing to import: all {parsed.unfinished} jobs are unfinished"
+        )
     if parsed.frame.empty:
         lines = ", ".join(map(str, parsed.malformed_lines[:5]))
         detail = f" ({len(parsed.malformed_lines)} malformed, lines {lines})" if lines else ""
@@ -130,6 +134,8 @@ def _print_summary(summary: ImportSummary) -> None:
         more = ", ..." if summary.malformed > len(summary.malformed_lines) else ""
         malformed += f" (lines {shown}{more})"
     table.add_row("malformed, skipped", malformed)
+    if summary.unfinished:
+        table.add_row("unfinished, skipped", f"{summary.unfinished:,}")
     if summary.span:
         table.add_row("time span (UTC)", f"{summary.span[0]}  ->  {summary.span[1]}")
     table.add_row("steps / accounts", f"{summary.steps:,} / {summary.accounts:,}")

@@ -202,3 +202,22 @@ def test_importer_modules_import_no_heavy_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == ""
+
+
+def test_a_later_sacct_export_adds_only_the_jobs_finished_since(
+    tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mapping = "run_id=JobID,step=JobName,account=User,started_at=Start,finished_at=End,status=State"
+    header = "JobID,JobName,User,Start,End,State\n"
+    done = "11,sim,ann,2026-02-01T10:00:00,2026-02-01T11:00:00,COMPLETED\n"
+    path = tmp_path / "sacct.csv"
+    path.write_text(header + done + "12,sim,ann,2026-02-01T10:05:00,Unknown,RUNNING\n")
+    argv = ["import", "csv", str(path), "--map", mapping, "--db", db]
+    code, report = _run(capsys, *argv, "--json")
+    assert code == 0 and (report["imported"], report["unfinished"]) == (1, 1)
+    path.write_text(header + done + "12,sim,ann,2026-02-01T10:05:00,2026-02-01T12:05:00,TIMEOUT\n")
+    code, report = _run(capsys, *argv, "--json")
+    assert (report["imported"], report["duplicates"], report["unfinished"]) == (1, 1, 0)
+    frame = _frame(db, "sacct")
+    assert frame["status"].tolist() == ["succeeded", "timed_out"]
+    assert frame["duration_s"].tolist() == [3600.0, 7200.0]

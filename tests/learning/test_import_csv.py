@@ -220,3 +220,24 @@ def test_semicolon_and_tab_separated_files(tmp_path: Path) -> None:
         frame = parse_csv(path, mapping).frame
         assert frame["params"].tolist() == [{"note": "x;y"}]
         assert frame["duration_s"].tolist() == [5.0]
+
+
+SACCT_MAP = "run_id=JobID,step=JobName,account=User,started_at=Start,finished_at=End,status=State"
+
+
+def test_run_id_rows_are_identified_by_run_step_account_start(tmp_path: Path) -> None:
+    text = (
+        "JobID,JobName,User,Start,End,State,Partition\n"
+        "11,sim,ann,2026-02-01T10:00:00,2026-02-01T11:00:00,COMPLETED,big\n"
+        "12,sim,ann,2026-02-01T10:05:00,Unknown,RUNNING,big\n"
+        "13,sim,bob,Unknown,Unknown,PENDING,small\n"
+    )
+    parsed = parse_csv(_crafted(tmp_path, "sacct.csv", text), parse_mapping(SACCT_MAP))
+    assert parsed.read == 3 and parsed.malformed_lines == [] and parsed.unfinished == 2
+    assert parsed.frame["run_id"].tolist() == ["11"]
+    with_param = parse_csv(
+        _crafted(tmp_path, "sacct.csv", text), parse_mapping(SACCT_MAP + ",param.p=Partition")
+    )
+    # a new param column changes nothing in the identity of a row
+    assert with_param.frame["source_key"].tolist() == parsed.frame["source_key"].tolist()
+    assert with_param.frame["params"].tolist() == [{"p": "big"}]

@@ -63,12 +63,14 @@ class ParsedImport:
 
     ``frame`` has the columns of :data:`COLUMNS` plus ``line``; times are
     ``datetime64[us, UTC]``; ``read`` counts the data records seen (valid or not);
-    ``malformed_lines`` lists the 1-based line numbers of the records that were skipped.
+    ``malformed_lines`` lists the 1-based line numbers of the records that were skipped;
+    ``unfinished`` counts the valid records of jobs not finished yet (skipped too).
     """
 
     frame: pd.DataFrame
     read: int
     malformed_lines: list[int] = field(default_factory=list)
+    unfinished: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ImportSummary:
     span: tuple[str, str] | None
     steps: int
     accounts: int
+    unfinished: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +98,7 @@ class ImportSummary:
             "duplicates": self.duplicates,
             "malformed": self.malformed,
             "malformed_lines": self.malformed_lines[:MALFORMED_SHOWN],
+            "unfinished": self.unfinished,
             "span": list(self.span) if self.span else None,
             "steps": self.steps,
             "accounts": self.accounts,
@@ -192,4 +196,5 @@ def import_parsed(
         span=_span(frame),
         steps=int(frame["step"].nunique()) if not frame.empty else 0,
         accounts=int(frame["account"].nunique()) if not frame.empty else 0,
+        unfinished=parsed.unfinished,
     )

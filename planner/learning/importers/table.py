@@ -19,11 +19,18 @@ decides (0 succeeded, else failed); otherwise ``unknown``. A Slurm ``ExitCode`` 
 form ``2:0`` keeps its first number. ``step`` defaults to ``job`` when unmapped.
 
 Identity: a row is the same as a stored one when the ``source_key`` matches, for the same
-pipeline and source (``csv:<file name>``): the sha1 of the mapped fields of the row (field
-name and raw text, in field order) and of its occurrence number among identical rows in
-the file. Re-importing the file with the same mapping adds nothing; identical rows within
-one file are kept apart. Without a ``run_id`` column each row is its own run,
-``csv-<first 12 hex digits of the key>``.
+pipeline and source (``csv:<file name>``). With a ``run_id`` column the key is the sha1 of
+the raw text of the row's run_id, step, account, started_at and finished_at (those
+mapped), so adding a ``param.`` column later does not duplicate rows; without one it is
+the sha1 of every mapped field. Either way the row's occurrence number among rows with
+the same key in the file is part of it: identical rows within one file are kept apart,
+and re-importing the file adds nothing. Without a ``run_id`` column each row is its own
+run, ``csv-<first 12 hex digits of the key>``. Rows of jobs still running or pending
+(Slurm ``RUNNING``, ``PENDING``, ``REQUEUED``, ``SUSPENDED``...) are not history yet:
+they are skipped and counted as ``unfinished``, to be imported by a later export.
+
+In time and number columns, ``Unknown``, ``None``, ``N/A``, ``NA``, ``null`` and ``-``
+mean no value.
 
 Malformed rows (a wrong number of fields, a time, number or duration that does not parse,
 no start time) are skipped and counted with their line numbers (the header is line 1).
@@ -93,7 +100,17 @@ _STATUS_WORDS = {
     "interrupted": "interrupted",
     "skipped": "skipped",
     "running": "running",
+    "pending": "running",
+    "requeued": "running",
+    "suspended": "running",
+    "configuring": "running",
+    "completing": "running",
+    "resizing": "running",
 }
+#: How exports write "no value" in time and number columns (sacct: Unknown, None).
+_ABSENT = frozenset({"unknown", "none", "n/a", "na", "nan", "nat", "null", "-"})
+#: With a run_id column, these fields (their raw text) identify a row.
+_IDENTITY = ("run_id", "step", "account", "started_at", "finished_at")
 _ERROR_CLASS = {"out_of_memory": "out_of_memory", "oom": "out_of_memory", "node_fail": "node_fail"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
@@ -263,16 +280,19 @@ def parse_csv(
             return column
         return pd.Series(pd.NA, index=range(n), dtype="string")
 
+    def absent_as_na(values: pd.Series) -> pd.Series:
+        return values.mask(values.str.lower().isin(_ABSENT))
+
     def number(name: str) -> pd.Series:
         nonlocal invalid
-        values = text(name)
+        values = absent_as_na(text(name))
         out = pd.to_numeric(values, errors="coerce").astype("float64")
         invalid |= (values.notna() & out.isna()).to_numpy()
         return out
 
     def time(name: str) -> pd.Series:
         nonlocal invalid
-        values = text(name)
+        values = absent_as_na(text(name))
         out = _times(values.fillna(""), time_format, zone)
         invalid |= (values.notna() & out.isna()).to_numpy()
         return out
@@ -284,7 +304,7 @@ def parse_csv(
     duration = duration.fillna((finished - started).dt.total_seconds())
     started = started.fillna(finished - pd.to_timedelta(duration, unit="s"))
     finished = finished.fillna(started + pd.to_timedelta(duration, unit="s"))
-    invalid |= started.isna().to_numpy() | (duration < 0).to_numpy()
+    invalid |= (duration < 0).to_numpy()
 
     exit_text = text("exit_code").str.split(":", n=1).str[0]
     exit_code = pd.to_numeric(exit_text, errors="coerce")
@@ -302,7 +322,8 @@ def parse_csv(
     )
 
     params = _params(raw, [f for f in fields if f.startswith("param.")], n)
-    keys = _source_keys(raw, fields)
+    identity = [f for f in _IDENTITY if f in mapping] if "run_id" in mapping else fields
+    keys = _source_keys(raw, identity)
     run_id = text("run_id").fillna("csv-" + keys.str.slice(0, 12))
     step = text("step").fillna("job")
 
@@ -325,10 +346,16 @@ def parse_csv(
             "line": line_no,
         }
     )
-    keep = ~invalid
+    running = (status == "running").to_numpy(dtype=bool, na_value=False)
+    invalid |= started.isna().to_numpy() & ~running
+    unfinished = ~invalid & running
+    keep = ~invalid & ~unfinished
     malformed = sorted([*bad, *line_no[invalid].tolist()])
     return ParsedImport(
-        frame=frame[keep].reset_index(drop=True), read=read, malformed_lines=malformed
+        frame=frame[keep].reset_index(drop=True),
+        read=read,
+        malformed_lines=malformed,
+        unfinished=int(unfinished.sum()),
     )
 
 
