@@ -2,6 +2,8 @@
 
 ``--json`` prints ``{"root": DIR, "models": [card + "pipeline", "id", "current"]}``,
 oldest first per pipeline; a model whose card cannot be read carries ``"error"``.
+``--verify`` runs the checks loading makes (sha256, library versions) and adds
+``"verified"`` (bool) and ``"problem"`` (the reason, or null) to each model.
 """
 
 from __future__ import annotations
@@ -21,16 +23,31 @@ def register(sub: Any) -> None:
         description="List the models in the registry, with their training data and scores.",
     )
     parser.add_argument("--pipeline", metavar="NAME", help="only this pipeline's models")
+    parser.add_argument(
+        "--verify",
+        action="store_true",
+        help="also check each file's sha256 and library versions against its card "
+        "(what loading checks); adds 'verified' and 'problem'",
+    )
     add_models_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    from planner.errors import ModelError
     from planner.learning.registry import Registry
 
     root = models_dir(args.models)
-    entries = Registry(root).list(args.pipeline)
+    registry = Registry(root)
+    entries = registry.list(args.pipeline)
+    if args.verify:
+        for entry in entries:
+            try:
+                registry.verify(entry["pipeline"], entry["id"])
+                entry.update(verified=True, problem=None)
+            except ModelError as exc:
+                entry.update(verified=False, problem=exc.what)
     if args.json:
         print_json({"root": str(root), "models": entries})
         return 0
@@ -49,10 +66,16 @@ def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
     table = Table(title=f"models in {root}")
     for name in ("pipeline", "model id", "live", "kind", "rows", "trained on", "MdAPE", "MAE"):
         table.add_column(name, justify="right" if name in {"rows", "MdAPE", "MAE"} else "left")
+    verified = any("verified" in entry for entry in entries)
+    if verified:
+        table.add_column("check")
     for entry in entries:
         if "error" in entry:
             table.add_row(entry["pipeline"], entry["id"], "", f"[red]{entry['error']}[/]")
             continue
+        check = []
+        if verified:
+            check = ["ok" if entry["verified"] else f"[red]{entry['problem']}[/]"]
         metrics = _model_metrics(entry.get("metrics"))
         table.add_row(
             entry["pipeline"],
@@ -63,6 +86,7 @@ def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
             _span(entry),
             _percent(metrics.get("mdape")),
             _seconds(metrics.get("mae_s")),
+            *check,
         )
     console.print(table)
 

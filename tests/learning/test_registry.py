@@ -302,5 +302,18 @@ def test_models_command_json_and_table(
     assert a1 in out and a2 in out and "10.0%" in out and "12 s" in out
     assert "1,234" in out and "2026-01-01 .. 2026-01-02" in out
 
+    path = tmp_path / "alpha" / a2 / MODEL_FILE
+    path.write_bytes(path.read_bytes() + b"!")
+    assert main(["models", "--models", str(tmp_path), "--verify", "--json"]) == 0
+    checked = {
+        m["id"]: (m["verified"], m["problem"])
+        for m in json.loads(capsys.readouterr().out)["models"]
+        if "error" not in m
+    }
+    assert checked[a1] == (True, None)
+    assert checked[a2][0] is False and "sha256" in checked[a2][1]
+    assert main(["models", "--models", str(tmp_path), "--verify"]) == 0
+    assert "does not match" in capsys.readouterr().out
+
     assert main(["models", "--models", str(tmp_path / "none")]) == 0
     assert "no models" in capsys.readouterr().out

@@ -6,17 +6,19 @@ CI job durations, cron logs.
 ``step``, ``account``, ``quantity``, ``run_id``, ``started_at``, ``finished_at``,
 ``duration_s``, ``status``, ``exit_code``, and ``param.NAME`` for any other feature.
 Unmapped fields are empty. The separator is a comma, or the semicolon, tab or bar when
-the header line has more of those. A start time is required, directly (``started_at``) or from
-``finished_at`` and ``duration_s``. The duration comes from ``duration_s``, else from
-finished - started; the finish time from started + duration.
+the header line has more of those. A start time is required, directly (``started_at``)
+or from ``finished_at`` and ``duration_s``. The duration comes from ``duration_s``, else
+from finished - started; the finish time from started + duration.
 
 Times: ISO 8601 by default (or ``--time-format``, a ``strptime`` format, or ``epoch`` for
 Unix seconds); a time without a zone is in ``--timezone`` (default UTC); a time with an
-offset is converted to UTC. Status: our own words, Slurm states (``COMPLETED``,
-``FAILED``, ``TIMEOUT``, ``CANCELLED by ...``, ``OUT_OF_MEMORY``, ``NODE_FAIL``, ...) and
-CI words (passed, success, error, ...) are mapped; without a status column the exit code
-decides (0 succeeded, else failed); otherwise ``unknown``. A Slurm ``ExitCode`` of the
-form ``2:0`` keeps its first number. ``step`` defaults to ``job`` when unmapped.
+offset is converted to UTC; a local time that a DST change skips or repeats is malformed.
+
+Status: our own words, Slurm states (``COMPLETED``, ``FAILED``, ``TIMEOUT``,
+``CANCELLED by ...``, ``OUT_OF_MEMORY``, ``NODE_FAIL``, ...) and CI words (passed,
+success, error, ...) are mapped; without a status column the exit code decides (0
+succeeded, else failed); otherwise ``unknown``. A Slurm ``ExitCode`` of the form ``2:0``
+keeps its first number. ``step`` defaults to ``job`` when unmapped.
 
 Identity: a row is the same as a stored one when the ``source_key`` matches, for the same
 pipeline and source (``csv:<file name>``). With a ``run_id`` column the key is the sha1 of
