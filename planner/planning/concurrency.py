@@ -91,7 +91,7 @@ def what_if_counts(chosen: int, limits: Iterable[int | None], widest: int) -> li
     count and the limits."""
     known = [x for x in limits if x is not None]
     top = max(1, min(widest, max([2 * chosen, 4, *known])))
-    counts = {1, min(chosen, top), top}
+    counts = {1, min(chosen, top)}
     c = 2
     while c <= top:
         counts.add(c)
@@ -108,13 +108,19 @@ def what_if(
     peak_mb_per_task: float | None,
     cpu_count: int | None = None,
     free_memory_mb: float | None = None,
+    known: Mapping[int, float] | None = None,
 ) -> list[WhatIf]:
-    """The predicted run (shared-slot schedule) at each count, and the memory it needs."""
+    """The predicted run (shared-slot schedule) at each count, and the memory it needs.
+
+    ``known``: makespans already computed, by count.
+    """
     by_cpu = cpu_limit(cpu_count)
     by_mem = memory_limit(free_memory_mb, peak_mb_per_task)
     rows = []
     for n in counts:
-        if n == 1:  # one slot is never idle: the run is the sum of its tasks
+        if known and n in known:
+            makespan = known[n]
+        elif n == 1:  # one slot is never idle: the run is the sum of its tasks
             makespan = sum(sum(durations.get(s, ())) for s in deps)
         else:
             makespan = schedule_graph(deps, durations, n).makespan
@@ -136,19 +142,54 @@ def smallest_fitting(
     durations: Mapping[str, Sequence[float]],
     limit_s: float,
     widest: int,
+    *,
+    known: tuple[int, float] | None = None,
 ) -> int | None:
     """The smallest count whose scheduled run takes at most ``limit_s`` (``None``: none does).
 
-    Binary search over ``1 .. widest``: the makespan of list scheduling falls (almost)
-    monotonically with the count, and beyond the widest part of the run it stays flat.
+    ``known``: one ``(count, makespan)`` already computed; its overhead over ``total /
+    count`` gives the first guess, so that usually two schedules settle the answer.
+
+    List scheduling keeps ``total / m <= makespan <= total / m + chain`` (Graham), where
+    ``chain`` is the longest chain of tasks through the step graph: the answer lies between
+    ``total / limit`` and ``total / (limit - chain)``, and a binary search over that range
+    finds it (the makespan falls almost monotonically with the count).
     """
+    from planner.graph import critical_path
+
     top = max(1, widest)
-    if schedule_graph(deps, durations, top).makespan > limit_s:
+    total = sum(sum(durations.get(s, ())) for s in deps)
+    chain, _ = critical_path(deps, {s: max(durations.get(s, ()), default=0.0) for s in deps})
+    if chain > limit_s or limit_s <= 0:
         return None
-    lo, hi = 1, top
+    lo = max(1, min(top, math.ceil(total / limit_s - 1e-9)))
+    hi = top if limit_s <= chain else max(lo, min(top, math.ceil(total / (limit_s - chain))))
+    if schedule_graph(deps, durations, hi).makespan > limit_s:
+        if hi == top:
+            return None
+        hi = top
+
+    def fits(count: int) -> bool:
+        return schedule_graph(deps, durations, count).makespan <= limit_s
+
+    if known is not None and lo < hi:
+        count, makespan = known
+        overhead = max(0.0, makespan - total / max(1, count))
+        room = limit_s - overhead
+        guess = hi if room <= 0 else max(lo, min(hi, math.ceil(total / room - 1e-9)))
+        if fits(guess):
+            hi = guess
+            if guess - 1 >= lo and not fits(guess - 1):
+                return guess
+            hi = guess - 1 if guess - 1 >= lo else guess
+        else:
+            lo = guess + 1
+            if lo <= hi and fits(lo):
+                return lo
+            lo += 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if schedule_graph(deps, durations, mid).makespan <= limit_s:
+        if fits(mid):
             hi = mid
         else:
             lo = mid + 1

@@ -60,3 +60,33 @@ def test_what_if_counts_include_chosen_and_limits() -> None:
     assert {1, 6, 7, 20}.issubset(counts)
     assert max(counts) <= 100
     assert what_if_counts(6, [7], 3) == [1, 2, 3]
+
+
+def test_smallest_fitting_matches_a_scan() -> None:
+    import random
+
+    from planner.planning.concurrency import smallest_fitting
+    from planner.planning.makespan import schedule_graph
+
+    rng = random.Random(5)
+    deps = {"a": [], "b": ["a"], "c": [], "d": ["b", "c"]}
+    for _ in range(30):
+        durations = {s: [rng.lognormvariate(3, 1) for _ in range(rng.randint(1, 40))] for s in deps}
+        one = schedule_graph(deps, durations, 1).makespan
+        limit = one * rng.uniform(0.05, 1.1)
+        known = rng.randint(1, 40)
+        got = smallest_fitting(
+            deps,
+            durations,
+            limit,
+            80,
+            known=(known, schedule_graph(deps, durations, known).makespan),
+        )
+        fitting = [c for c in range(1, 81) if schedule_graph(deps, durations, c).makespan <= limit]
+        if not fitting:
+            assert got is None
+            continue
+        assert got is not None
+        assert schedule_graph(deps, durations, got).makespan <= limit
+        assert got == 1 or schedule_graph(deps, durations, got - 1).makespan > limit
+        assert got == min(fitting)  # these graphs are monotone enough

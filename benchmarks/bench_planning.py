@@ -1,0 +1,206 @@
+"""Planning benchmarks: LPT quality, plan latency, schedule policies on real traces.
+
+    python benchmarks/bench_planning.py lpt        # LPT makespan / lower bound vs round-robin
+    python benchmarks/bench_planning.py latency    # build_plan for 20 steps x 500 accounts
+    python benchmarks/bench_planning.py simulate   # the four policies on ../shared/data traces
+    python benchmarks/bench_planning.py all
+
+Each prints its figures and the ratio to the baseline measured in the same run. The traces
+are read from ``<repo>/../shared/data`` (never copied into the repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from planner.planning.makespan import lower_bound, lpt, round_robin
+from planner.planning.simulate import Series, simulate
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def bench_lpt(seeds: int = 5) -> float:
+    """Median LPT/lower-bound over heavy-tailed sets; round-robin on the same sets."""
+    print("LPT makespan / lower bound on heavy-tailed tasks (Pareto a=1.5 and lognormal s=1.5)")
+    print(f"{'tasks':>6} {'slots':>5} {'LPT med':>8} {'LPT max':>8} {'RR med':>8} {'ms/LPT':>7}")
+    all_lpt: list[float] = []
+    all_rr: list[float] = []
+    for n in (100, 1000, 10000):
+        for slots in (2, 8, 32, 64):
+            lpt_r, rr_r, spent = [], [], 0.0
+            for seed in range(seeds):
+                rng = random.Random(seed * 7919 + n + slots)
+                for dist in ("pareto", "lognormal"):
+                    tasks = [
+                        rng.paretovariate(1.5) if dist == "pareto" else rng.lognormvariate(0, 1.5)
+                        for _ in range(n)
+                    ]
+                    lb = lower_bound(tasks, slots)
+                    t = time.perf_counter()
+                    got = lpt(tasks, slots).makespan
+                    spent += time.perf_counter() - t
+                    lpt_r.append(got / lb)
+                    rr_r.append(round_robin(tasks, slots).makespan / lb)
+            all_lpt += lpt_r
+            all_rr += rr_r
+            print(
+                f"{n:>6} {slots:>5} {statistics.median(lpt_r):>8.4f} {max(lpt_r):>8.4f} "
+                f"{statistics.median(rr_r):>8.4f} {spent / len(lpt_r) * 1000:>7.2f}"
+            )
+    med_lpt, med_rr = statistics.median(all_lpt), statistics.median(all_rr)
+    print(
+        f"all {len(all_lpt)} sets: LPT median {med_lpt:.4f} (target <= 1.05), max "
+        f"{max(all_lpt):.4f}; round-robin median {med_rr:.4f}, max {max(all_rr):.4f}; "
+        f"round-robin / LPT = {med_rr / med_lpt:.3f}"
+    )
+    return med_lpt
+
+
+def bench_latency(repeats: int = 7) -> float:
+    """build_plan for 20 steps x 500 accounts (estimates given: the model is loaded)."""
+    from planner.config import parse_pipeline, select_steps
+    from planner.planning.model import TaskEstimate
+    from planner.planning.plan import build_plan, plan_to_json, task_queries
+
+    raw = {
+        "name": "bench",
+        "accounts": [f"acct-{i:03d}" for i in range(500)],
+        "schedule": {"cadence": "24h", "policy": "predicted"},
+        "concurrency": {"max": "auto"},
+        "steps": [
+            {
+                "id": str(i),
+                "command": ["true"],
+                "per_account": True,
+                "depends_on": [str(i - 1)] if i % 5 else [],
+            }
+            for i in range(20)
+        ],
+    }
+    pipeline, issues = parse_pipeline(raw, base_dir=Path("."))
+    assert pipeline is not None, issues
+    steps = select_steps(pipeline)
+    queries = task_queries(pipeline, steps, concurrency=8)
+    rng = random.Random(3)
+    estimates = []
+    for _ in queries:
+        d = rng.lognormvariate(4, 1.2)
+        estimates.append(TaskEstimate(d, d * 1.4, "model", 400.0))
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    times, cpu = [], []
+    for _ in range(repeats):
+        t, c = time.perf_counter(), time.process_time()
+        plan = build_plan(
+            pipeline,
+            steps,
+            queries,
+            estimates,
+            past_runs=[],
+            now=now,
+            cpu_count=16,
+            free_memory_mb=22000,
+        )
+        plan_to_json(plan)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    med = statistics.median(times) * 1000
+    print(
+        f"plan latency, 20 steps x 500 accounts = {len(queries)} tasks, concurrency "
+        f"{plan.concurrency}, {len(plan.what_if)} what-if rows: median {med:.1f} ms wall "
+        f"(min {min(times) * 1000:.1f}), median {statistics.median(cpu) * 1000:.1f} ms CPU, "
+        f"over {repeats} (target < 200 ms: ratio {med / 200:.2f})"
+    )
+    return med
+
+
+def _julia() -> list[Series]:
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with gzip.open(DATA / "julia-ci-durations.csv.gz", "rt", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            t = datetime.strptime(row["created_at"], "%Y-%m-%d %H:%M").timestamp()
+            groups[row["job"]].append((t, float(row["duration_s"])))
+    return _series(groups)
+
+
+def _kth() -> list[Series]:
+    groups: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with gzip.open(DATA / "KTH-SP2-1996-2.1-cln.swf.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith(";"):
+                continue
+            x = line.split()
+            if len(x) < 18 or float(x[3]) < 0:
+                continue
+            start = float(x[1]) + max(0.0, float(x[2]))
+            groups[x[11]].append((start, float(x[3])))
+    return _series(groups)
+
+
+def _series(groups: dict[str, list[tuple[float, float]]]) -> list[Series]:
+    out = []
+    for name, rows in groups.items():
+        rows.sort()
+        out.append(Series(name, np.array([r[0] for r in rows]), np.array([r[1] for r in rows])))
+    return out
+
+
+def bench_simulate() -> None:
+    """All four policies on the Julia CI jobs and the KTH users."""
+    if not DATA.is_dir():
+        print(f"simulate: traces not found at {DATA}; skipped")
+        return
+    cases = [
+        ("Julia CI jobs, by step, cadence 0", _julia, 0.0),
+        ("KTH-SP2 users, by account, cadence 0", _kth, 0.0),
+        ("KTH-SP2 users, by account, cadence auto", _kth, "auto"),
+    ]
+    for title, load, cadence in cases:
+        series = load()
+        t = time.perf_counter()
+        result = simulate(series, cadence)
+        spent = time.perf_counter() - t
+        print(f"{title}: {result.series} series, simulated in {spent:.2f} s")
+        print(
+            f"  {'policy':<11} {'runs':>6} {'collisions':>10} {'deferrals':>9} {'overrun':>8} "
+            f"{'idle mean s':>12} {'late mean s':>12}"
+        )
+        for name, m in result.policies.items():
+            print(
+                f"  {name:<11} {m.runs:>6} {m.collisions:>10} {m.deferrals:>9} "
+                f"{m.overrun_rate:>8.1%} {m.idle_s_mean:>12.0f} {m.lateness_s_mean:>12.0f}"
+            )
+        p, a = result.policies["planner"], result.policies["avg10_x1.2"]
+        o = result.policies["oracle"]
+        print(
+            f"  planner / avg10_x1.2: overruns x{p.deferrals / max(a.deferrals, 1):.2f}, "
+            f"idle x{p.idle_s_mean / max(a.idle_s_mean, 1e-9):.2f}; planner idle - oracle idle "
+            f"= {p.idle_s_mean - o.idle_s_mean:.0f} s"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", choices=("lpt", "latency", "simulate", "all"))
+    args = parser.parse_args(argv)
+    if args.which in ("lpt", "all"):
+        bench_lpt()
+    if args.which in ("latency", "all"):
+        bench_latency()
+    if args.which in ("simulate", "all"):
+        bench_simulate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
