@@ -1,0 +1,83 @@
+"""``planner run``, ``runs``, ``show``, ``demo`` as real processes: exit codes, JSON shapes."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from .conftest import planner_cli
+
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
+RUN_KEYS = {"run_id", "pipeline", "status", "started_at", "finished_at", "duration_s", "tasks"}
+ATTEMPT_KEYS = {"step", "account", "attempt", "status", "started_at", "finished_at",
+                "duration_s", "exit_code", "error_class", "peak_rss_mb", "cpu_s"}  # fmt: skip
+
+
+def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
+    proc = planner_cli(*args, cwd=cwd)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(yaml.safe_dump({
+        "name": "cli", "state_dir": "state", "accounts": ["a", "b"],
+        "steps": [{"id": "ok", "command": ["true"], "per_account": True},
+                  {"id": "bad", "command": ["sh", "-c", "echo boom >&2; exit 9"],
+                   "depends_on": ["ok"]}],
+    }))  # fmt: skip
+    code, out, err = cli("run", str(pipeline), "--json", cwd=tmp_path)
+    assert code == 1, err
+    doc = json.loads(out)
+    assert set(doc) == {"run", "attempts"} and set(doc["run"]) == RUN_KEYS
+    assert doc["run"]["status"] == "failed" and doc["run"]["tasks"] == {"failed": 1, "succeeded": 2}
+    for attempt in doc["attempts"]:
+        assert set(attempt) == ATTEMPT_KEYS
+        assert ISO.match(attempt["started_at"]) and ISO.match(attempt["finished_at"])
+    seen = {(a["step"], a["account"], a["exit_code"], a["error_class"]) for a in doc["attempts"]}
+    assert seen == {("ok", "a", 0, None), ("ok", "b", 0, None), ("bad", None, 9, "default")}
+    run_id = doc["run"]["run_id"]
+
+    code, out, _ = cli("run", str(pipeline), "--steps", "ok", "--accounts", "b", "--json",
+                       cwd=tmp_path)  # fmt: skip
+    assert code == 0 and json.loads(out)["run"]["tasks"] == {"succeeded": 1}
+
+    code, out, _ = cli("runs", "--pipeline", str(pipeline), "--json", cwd=tmp_path)
+    runs = json.loads(out)["runs"]
+    assert code == 0 and [set(r) for r in runs] == [RUN_KEYS, RUN_KEYS]
+    assert runs[1]["run_id"] == run_id  # newest first
+    assert ISO.match(runs[1]["started_at"]) and runs[1]["duration_s"] > 0
+
+    db = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
+    code, out, _ = cli("show", run_id, "--db", db, "--json", cwd=tmp_path)
+    assert code == 0 and json.loads(out) == doc
+
+    code, out, _ = cli("show", run_id, "--db", db, cwd=tmp_path)
+    assert code == 0 and run_id in out and "boom" not in out
+
+    code, _, err = cli("show", "nope", "--db", db, cwd=tmp_path)
+    assert code == 2 and err.startswith("planner: error: nope: no such run")
+    code, _, err = cli("run", str(pipeline), "--steps", "bad", cwd=tmp_path)
+    assert code == 2 and "depends on 'ok'" in err
+    code, _, err = cli("run", str(pipeline), "--accounts", "zz", cwd=tmp_path)
+    assert code == 2 and "unknown accounts" in err
+    code, out, err = cli("run", str(tmp_path / "missing.yaml"), "--json", cwd=tmp_path)
+    assert code == 2 and out == "" and "file not found" in err
+
+
+def test_run_prints_plain_progress_when_not_a_terminal(tmp_path: Path) -> None:
+    pipeline = tmp_path / "p.yaml"
+    pipeline.write_text(yaml.safe_dump({
+        "name": "plain", "state_dir": "state",
+        "steps": [{"id": "one", "command": ["true"]},
+                  {"id": "two", "command": ["true"], "depends_on": ["one"]}],
+    }))  # fmt: skip
+    code, out, _ = cli("run", str(pipeline), cwd=tmp_path)
+    assert code == 0
+    lines = out.splitlines()
+    assert any(line.endswith("one: succeeded") for line in lines)
+    assert any(re.search(r"run \S+: succeeded \(2 succeeded\)", line) for line in lines)

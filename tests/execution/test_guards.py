@@ -1,0 +1,201 @@
+"""One run at a time: many processes at once, a SIGKILLed run taken over, expiry, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planner.clock import SYSTEM_CLOCK
+from planner.config import load_pipeline
+from planner.errors import RunActiveError
+from planner.execution import Runner
+from planner.history import AttemptStart, HistoryStore, LeaseOwner
+
+from .conftest import live, planner_cli, wait_for
+
+
+def write(path: Path, **raw: object) -> Path:
+    raw.setdefault("name", "guarded")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_twenty_processes_at_once_make_exactly_one_run(tmp_path: Path) -> None:
+    """Half share a state dir (file lock), half have their own (only the lease guards)."""
+    release = tmp_path / "release"
+    step = {"id": "hold", "command": ["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.02; done"]}
+    shared = write(tmp_path / "shared" / "p.yaml", state_dir="state", steps=[step])
+    db = f"sqlite:///{tmp_path / 'history.db'}"  # does not exist yet: creation races too
+    files = [shared] * 10 + [
+        write(tmp_path / f"own{i}" / "p.yaml", state_dir="state", steps=[step]) for i in range(10)
+    ]
+    procs = [planner_cli("run", str(f), "--db", db, "--quiet", cwd=tmp_path) for f in files]
+    try:
+        wait_for(lambda: sum(p.poll() is not None for p in procs) >= 19, 120, "19 refusals")
+        release.write_text("go")
+        outcomes = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0] + [3] * 19, outcomes
+    with HistoryStore(db) as store:
+        (run,) = store.list_runs()
+        assert run.status == "succeeded"
+        assert store.get_lease("guarded") is None  # released at the end
+    for code, _, err in outcomes:
+        if code == 3:
+            assert err.startswith("planner: error: guarded: ") and run.run_id in err, err
+            assert "nothing was started" in err
+
+
+def test_sigkilled_run_is_taken_over(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    pipeline_file = write(
+        tmp_path / "p.yaml",
+        state_dir="state",
+        accounts=["a", "b"],
+        concurrency={"max": 2},
+        steps=[
+            {"id": "hang", "per_account": True, "shell": True,
+             "command": f"[ -e {go} ] || {{{{ sleep 60 & sleep 60; }}}}"},
+            {"id": "after", "command": ["true"], "depends_on": ["hang"]},
+        ],
+    )  # fmt: skip
+    db = tmp_path / "state" / "history.db"
+    first = planner_cli("run", str(pipeline_file), "--quiet", cwd=tmp_path,
+                        env={"PLANNER_LEASE_TTL": "2s"})  # fmt: skip
+    try:
+        with HistoryStore(f"sqlite:///{db}") as store:
+
+            def both_running() -> bool:
+                assert first.poll() is None, first.communicate()
+                runs = store.list_runs() if db.exists() else []
+                return bool(runs) and store.run_task_counts(runs[0].run_id) == {"running": 2}
+
+            wait_for(both_running, 60, "two running tasks")
+            dead_run = store.list_runs()[0].run_id
+            rows = store.attempts_for_run(dead_run)
+            groups = [r.pgid for r in rows]
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            assert all(g is not None and live(g) for g in groups)  # left behind
+            go.write_text("")
+            pipeline = load_pipeline(pipeline_file)
+            os.environ["PLANNER_LEASE_TTL"] = "2s"
+            try:
+                result = Runner(pipeline, store).run()
+            finally:
+                del os.environ["PLANNER_LEASE_TTL"]
+            assert result.status == "succeeded"
+            assert result.takeover is not None and result.takeover.run_id == dead_run
+            assert result.takeover.reason == "owner_dead" and result.takeover.groups_stopped == 2
+            old = store.get_run(dead_run)
+            assert old is not None and old.status == "abandoned"
+            after = store.attempts_for_run(dead_run)
+            assert [r.attempt_id for r in after] == [r.attempt_id for r in rows]  # none lost
+            assert {r.status for r in after} == {"interrupted"}
+            assert all(r.finished_at is not None for r in after)
+        wait_for(lambda: not any(live(g) for g in groups if g), 5, "groups stopped")
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+        first.communicate()
+
+
+def test_expired_lease_of_another_host_is_taken_after_the_ttl(tmp_path: Path) -> None:
+    pipeline_file = write(tmp_path / "p.yaml", state_dir="state",
+                          steps=[{"id": "s", "command": ["true"]}])  # fmt: skip
+    pipeline = load_pipeline(pipeline_file)
+    url = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
+    with HistoryStore(url) as store:
+        t0 = time.monotonic()
+        store.create_run(run_id="elsewhere", pipeline="guarded", started_at=store_now())
+        store.start_attempt(AttemptStart(
+            run_id="elsewhere", pipeline="guarded", step="s", account=None, attempt=1,
+            quantity=None, params={}, n_accounts=0, concurrency=1, host="other-host",
+            started_at=store_now(), pid=os.getpid(), pgid=os.getpgrp()))  # fmt: skip
+        owner = LeaseOwner("x" * 32, "other-host", 12345, "elsewhere")
+        assert store.acquire_lease("guarded", owner, 1.5, store_now()).acquired
+        try:
+            Runner(pipeline, store).run()
+            raise AssertionError("a second run started while the lease was held")
+        except RunActiveError as exc:
+            assert exc.exit_code == 3
+            assert "run elsewhere is active (owner other-host pid 12345, since" in str(exc)
+        time.sleep(max(0.0, 1.6 - (time.monotonic() - t0)))
+        result = Runner(pipeline, store).run()
+        assert result.status == "succeeded"
+        assert result.takeover is not None and result.takeover.reason == "expired"
+        assert result.takeover.groups_stopped == 0  # another host's groups are not ours
+        record = store.get_run("elsewhere")
+        assert record is not None and record.status == "abandoned"
+        assert store.run_task_counts("elsewhere") == {"interrupted": 1}
+
+
+def store_now() -> datetime:
+    return SYSTEM_CLOCK.now()
+
+
+def _signal_run(
+    tmp_path: Path, grace: str, signals: int
+) -> tuple[int, float, dict[str, Any], list[int]]:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    pipeline_file = write(
+        tmp_path / "p.yaml", state_dir="state", accounts=["a", "b", "c"],
+        concurrency={"max": 2},
+        steps=[{"id": "slow", "per_account": True, "shell": True,
+                "command": f"echo $$ > {pids}/{{account}}; sleep 30"},
+               {"id": "after", "command": ["true"], "depends_on": ["slow"]}],
+    )  # fmt: skip
+    proc = planner_cli("run", str(pipeline_file), "--json", "--grace", grace, cwd=tmp_path)
+    try:
+        wait_for(lambda: len(list(pids.iterdir())) == 2, 60, "two tasks")
+        t0 = time.monotonic()
+        for _ in range(signals):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.1)
+        out, _err = proc.communicate(timeout=30)
+        elapsed = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    task_pids = [int(p.read_text()) for p in pids.iterdir()]
+    return proc.returncode, elapsed, json.loads(out), task_pids
+
+
+def test_sigterm_stops_and_records_cancelled(tmp_path: Path) -> None:
+    code, elapsed, doc, task_pids = _signal_run(tmp_path, "0.3s", 1)
+    assert code == 1 and elapsed < 5
+    assert doc["run"]["status"] == "cancelled"
+    assert doc["run"]["tasks"] == {"cancelled": 4}
+    statuses = [(a["step"], a["account"], a["status"]) for a in doc["attempts"]]
+    assert sorted(statuses) == [("after", None, "cancelled"), ("slow", "a", "cancelled"),
+                                ("slow", "b", "cancelled"), ("slow", "c", "cancelled")]  # fmt: skip
+    killed = [a for a in doc["attempts"] if a["exit_code"] is not None]
+    assert len(killed) == 2 and all(a["exit_code"] == 128 + 15 for a in killed)
+    assert not any(live(p) for p in task_pids)
+
+
+def test_a_second_signal_kills_at_once(tmp_path: Path) -> None:
+    code, elapsed, doc, task_pids = _signal_run(tmp_path, "30s", 2)
+    assert code == 1 and elapsed < 5  # did not wait out the 30 s grace
+    assert doc["run"]["status"] == "cancelled"
+    assert {a["exit_code"] for a in doc["attempts"] if a["exit_code"] is not None} == {137}
+    assert not any(live(p) for p in task_pids)
