@@ -63,22 +63,33 @@ def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
     if not entries:
         console.print(f"no models in {root}")
         return
-    table = Table(title=f"models in {root}")
-    for name in ("pipeline", "model id", "live", "kind", "rows", "trained on", "MdAPE", "MAE"):
-        table.add_column(name, justify="right" if name in {"rows", "MdAPE", "MAE"} else "left")
+    from rich import box
+
+    pipelines = sorted({entry["pipeline"] for entry in entries})
+    single = len(pipelines) == 1
+    title = f"models of {pipelines[0]} in {root}" if single else f"models in {root}"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    names = ["model id", "live", "kind", "rows", "trained on", "MdAPE", "MAE"]
     verified = any("verified" in entry for entry in entries)
-    if verified:
-        table.add_column("check")
+    names = ([] if single else ["pipeline"]) + names + (["check"] if verified else [])
+    for name in names:
+        table.add_column(
+            name,
+            justify="right" if name in {"rows", "MdAPE", "MAE"} else "left",
+            overflow="fold",
+            no_wrap=name not in {"trained on", "check"},
+        )
     for entry in entries:
+        first = [] if single else [entry["pipeline"]]
         if "error" in entry:
-            table.add_row(entry["pipeline"], entry["id"], "", f"[red]{entry['error']}[/]")
+            table.add_row(*first, entry["id"], "", f"[red]{entry['error']}[/]")
             continue
         check = []
         if verified:
             check = ["ok" if entry["verified"] else f"[red]{entry['problem']}[/]"]
         metrics = _model_metrics(entry.get("metrics"))
         table.add_row(
-            entry["pipeline"],
+            *first,
             entry["id"],
             "*" if entry["current"] else "",
             str(entry.get("kind", "")),
@@ -115,7 +126,7 @@ def _span(entry: dict[str, Any]) -> str:
     if span is None and "start" in training and "end" in training:
         span = [training["start"], training["end"]]
     if isinstance(span, list | tuple) and len(span) == 2:
-        return f"{str(span[0])[:10]} .. {str(span[1])[:10]}"
+        return f"{str(span[0])[:10]} to {str(span[1])[:10]}"
     return ""
 
 

@@ -300,7 +300,7 @@ def test_models_command_json_and_table(
     assert main(["models", "--pipeline", "alpha"]) == 0
     out = capsys.readouterr().out
     assert a1 in out and a2 in out and "10.0%" in out and "12 s" in out
-    assert "1,234" in out and "2026-01-01 .. 2026-01-02" in out
+    assert "1,234" in out and "2026-01-01 to 2026-01-02" in out
 
     path = tmp_path / "alpha" / a2 / MODEL_FILE
     path.write_bytes(path.read_bytes() + b"!")
