@@ -275,7 +275,7 @@ def _context(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         "n_accounts": _float(targets, "n_accounts"),
         "concurrency": _float(targets, "concurrency"),
         "hour": started.dt.hour.to_numpy(dtype="float64"),
-        "weekday": started.dt.weekday.to_numpy(dtype="float64"),
+        "weekday": started.dt.day_of_week.to_numpy(dtype="float64"),
         "running": _running(
             to_seconds(history["started_at"]), to_seconds(history["finished_at"]), t_start
         ),

@@ -163,7 +163,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
                 candidates["ensemble"] = np.exp(
                     (p_res + np.log(candidates["last2"]) + np.log(candidates["last10"])) / 3.0
                 )
-            candidates["mix"] = np.sqrt(candidates["last2"] * candidates["last10"])
+                candidates["mix"] = np.sqrt(candidates["last2"] * candidates["last10"])
             self.validation_: dict[str, dict[str, float]] = {}
             for name, pred in candidates.items():
                 mdape, mae = point_scores(y[tail], pred)

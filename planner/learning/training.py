@@ -31,12 +31,21 @@ from planner.learning.features import attempt_features, finished_attempts, to_se
 from planner.learning.models import DurationModel, ModelBundle, point_scores
 from planner.learning.registry import Registry
 
-__all__ = ["MIN_COMPARE_ROWS", "MIN_MODEL_ROWS", "TrainingResult", "train_pipeline"]
+__all__ = [
+    "MIN_COMPARE_ROWS",
+    "MIN_MODEL_ROWS",
+    "PROMOTE_TOLERANCE",
+    "TrainingResult",
+    "train_pipeline",
+]
 
 #: Fewer finished attempts than this: baselines only (no gradient boosting).
 MIN_MODEL_ROWS = 200
 #: Fewer fresh holdout attempts than this: the current model cannot be judged, replace it.
 MIN_COMPARE_ROWS = 20
+#: "Not worse": the new model's MdAPE and MAE ratios to the current one sum to at most
+#: 2 x (1 + this), so that noise alone does not keep an older model live.
+PROMOTE_TOLERANCE = 0.01
 _METRIC_KEYS = ("mae_s", "mdape", "mean_abs_log", "overrun", "median_bound_ratio")
 
 
@@ -114,7 +123,7 @@ def _compare(
         f"on {int(fresh.sum())} recent holdout attempts: new MdAPE {new_mdape:.1%} "
         f"MAE {new_mae:,.0f} s, current MdAPE {cur_mdape:.1%} MAE {cur_mae:,.0f} s"
     )
-    if new_score <= 2.0 + 1e-9:
+    if new_score <= 2.0 * (1.0 + PROMOTE_TOLERANCE):
         return True, f"new model is not worse than current {current} {detail}: new is live"
     return False, f"current model {current} is better {detail}: kept current"
 

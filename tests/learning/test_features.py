@@ -1,0 +1,104 @@
+"""Features use only the past: shuffling or altering the future changes nothing before it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from planner.learning.features import (
+    attempt_features,
+    history_features,
+    query_features,
+    snapshot,
+)
+from planner.planning.model import TaskQuery
+
+
+def _alter_future(frame: pd.DataFrame, cut: pd.Timestamp, seed: int) -> pd.DataFrame:
+    """Shuffle and inflate the durations of every attempt started at or after ``cut``."""
+    rng = np.random.default_rng(seed)
+    future = frame["started_at"] >= cut
+    altered = frame.copy()
+    durations = altered.loc[future, "duration_s"].to_numpy()
+    altered.loc[future, "duration_s"] = rng.permutation(durations) * rng.uniform(
+        0.1, 10.0, size=len(durations)
+    )
+    altered["finished_at"] = altered["started_at"] + pd.to_timedelta(
+        altered["duration_s"], unit="s"
+    )
+    return altered
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_no_leak_future_shuffled_features_of_the_past_unchanged(
+    make_history: Callable[..., pd.DataFrame], seed: int
+) -> None:
+    frame = make_history(40, seed=seed)
+    cut = frame["started_at"].iloc[len(frame) // 2]
+    before = attempt_features(frame)
+    after = attempt_features(_alter_future(frame, cut, seed))
+    past = (frame["started_at"] < cut).to_numpy()
+    pd.testing.assert_frame_equal(before.loc[past], after.loc[past])
+    # the alteration is real: the features of the future did change
+    assert not before.loc[~past].equals(after.loc[~past])
+
+
+def test_only_attempts_finished_strictly_before_the_start_count(
+    make_history: Callable[..., pd.DataFrame],
+) -> None:
+    frame = make_history(3, steps=("s",), accounts=("a",))
+    frame = frame.iloc[:3].copy()
+    t = frame["started_at"].iloc[0]
+    frame["started_at"] = [t, t + pd.Timedelta(seconds=10), t + pd.Timedelta(seconds=20)]
+    frame["duration_s"] = [10.0, 50.0, 5.0]  # the first ends exactly when the second starts
+    frame["finished_at"] = frame["started_at"] + pd.to_timedelta(frame["duration_s"], unit="s")
+    feats = attempt_features(frame)
+    assert feats["h.sa.count"].tolist() == [
+        0.0,
+        0.0,
+        1.0,
+    ]  # 2nd: a finish at its start is not "before"
+    assert feats.loc[2, "h.sa.last"] == 10.0  # the 2nd (still running) is not used
+    assert feats.loc[2, "running"] == 1.0
+    assert feats.loc[2, "h.sa.since"] == pytest.approx(10.0)
+
+
+def test_rolling_statistics_of_a_group(make_history: Callable[..., pd.DataFrame]) -> None:
+    frame = make_history(12, steps=("s",), accounts=("a",), noise=0.0)
+    frame["duration_s"] = np.arange(1.0, 13.0)
+    frame["started_at"] = frame["started_at"].iloc[0] + pd.to_timedelta(
+        np.arange(12) * 100.0, unit="s"
+    )
+    frame["finished_at"] = frame["started_at"] + pd.to_timedelta(frame["duration_s"], unit="s")
+    feats = history_features(frame.iloc[[11]], frame)
+    row = feats.iloc[0]
+    assert row["h.sa.last"] == 11.0
+    assert row["h.sa.mean2"] == pytest.approx(10.5)
+    assert row["h.sa.mean10"] == pytest.approx(np.mean(np.arange(2.0, 12.0)))
+    assert row["h.sa.median5"] == pytest.approx(9.0)
+    assert row["h.sa.count"] == 11.0
+    assert row["h.sa.trend"] == pytest.approx(np.log(10.5 / 6.5))
+
+
+def test_query_features_match_attempt_features(make_history: Callable[..., pd.DataFrame]) -> None:
+    frame = make_history(20, seed=3)
+    i = len(frame) - 5
+    row = frame.iloc[i]
+    now = row["started_at"].to_pydatetime()
+    task = TaskQuery(
+        step=str(row["step"]),
+        account=str(row["account"]),
+        quantity=float(row["quantity"]),
+        params=dict(row["params"]),
+        n_accounts=int(row["n_accounts"]),
+        concurrency=int(row["concurrency"]),
+    )
+    from_query = query_features(snapshot(frame, now), [task], now).iloc[0]
+    from_frame = attempt_features(frame).iloc[i]
+    assert list(from_query.index) == list(from_frame.index)
+    np.testing.assert_allclose(
+        from_query.to_numpy(dtype=float), from_frame.to_numpy(dtype=float), equal_nan=True
+    )
