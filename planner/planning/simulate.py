@@ -7,9 +7,10 @@ the lock keeps one run at a time). Every policy keeps the cadence ``C`` as its m
 
 * ``fixed``: ``I = C``;
 * ``avg10_x1.2``: ``I = max(C, 1.2 x mean of the last 10 durations)``;
-* ``planner``: ``I = max(C, bound x (1 + min_margin))``, ``bound`` = a baseline (the median of
-  the last 10 durations) times the adaptive conformal offset of the log residuals of the
-  earlier runs (:class:`planner.learning.conformal.AdaptiveConformal`);
+* ``planner``: ``I = max(C, bound x (1 + min_margin))``, ``bound`` = the mean of the last 10
+  durations times the adaptive conformal factor of the log residuals of the earlier runs
+  (:class:`planner.learning.conformal.AdaptiveConformal`, target ``quantile``), at most 2 x
+  the longest of the last 10;
 * ``oracle``: ``I = max(C, d_k)``: it knows the duration, the limit of any policy.
 
 Outcome of run ``k`` with duration ``d``: a start that comes due before it ends is a
@@ -192,17 +193,20 @@ def policy_intervals(
 def _planner_bounds(d: np.ndarray, *, quantile: float, gamma: float) -> np.ndarray:
     """Calibrated bounds from past runs only (NaN for the first run, which has none).
 
-    ``bound = median of the last 10 x exp(offset)``, the offset being the adaptive conformal
+    ``bound = mean of the last 10 x exp(offset)`` (the same center as ``avg10_x1.2``: the
+    calibrated factor replaces the flat 1.2), the offset being the adaptive conformal
     quantile of the earlier log residuals; capped at :data:`_CAP` x the longest of the last
     10 durations, so that one level shift or outlier does not inflate every later bound.
     """
     from planner.learning.conformal import AdaptiveConformal
 
     aci = AdaptiveConformal(quantile=quantile, gamma=gamma, window=2000).calibrate(())
-    logs = np.log(np.maximum(d, 1e-3))  # zero durations keep finite residuals
-    centers, longest = _trailing_median_max(logs, _WINDOW)
+    floor = 1e-3  # seconds: zero durations keep finite log residuals
+    logs = np.log(np.maximum(d, floor))
+    with np.errstate(invalid="ignore"):
+        centers = np.log(np.maximum(_trailing_mean(d, _WINDOW), floor))
+    caps = _CAP * _trailing_max(np.maximum(d, floor), _WINDOW)
     out = np.full(len(d), np.nan)
-    caps = _CAP * np.exp(longest)
     for k in range(1, len(d)):
         center = float(centers[k])
         bound = min(math.exp(center + max(aci.offset(), 0.0)), float(caps[k]))
@@ -211,19 +215,16 @@ def _planner_bounds(d: np.ndarray, *, quantile: float, gamma: float) -> np.ndarr
     return out
 
 
-def _trailing_median_max(x: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Median and max of up to ``window`` values before each index (NaN at index 0)."""
+def _trailing_max(x: np.ndarray, window: int) -> np.ndarray:
+    """Max of up to ``window`` values before each index (NaN at index 0)."""
     n = len(x)
-    med = np.full(n, np.nan)
     top = np.full(n, np.nan)
-    for k in range(1, min(window, n)):
-        med[k] = np.median(x[:k])
-        top[k] = x[:k].max()
+    if n > 1:
+        top[1 : min(window, n)] = np.maximum.accumulate(x[: min(window, n) - 1])
     if n > window:
         views = np.lib.stride_tricks.sliding_window_view(x[:-1], window)
-        med[window:] = np.median(views, axis=1)
         top[window:] = views.max(axis=1)
-    return med, top
+    return top
 
 
 def _outcomes(
