@@ -12,7 +12,6 @@ Also used by other commands: :func:`planning_summary` (for ``planner validate``)
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -179,39 +178,14 @@ def estimate_tasks(
     models: Path,
     now: datetime,
 ) -> tuple[list[TaskEstimate], list[str]]:
-    """Estimates for ``queries`` from the predictor, and its warnings."""
-    try:
-        from planner.learning.predictor import Predictor
-    except ModuleNotFoundError as exc:
-        if exc.name != "planner.learning.predictor":
-            raise
-        return _history_medians(queries, frame), ["no predictor available: history medians"]
+    """Estimates for ``queries`` from the predictor (model, else baselines, else default),
+    and the predictor's warnings."""
+    from planner.learning.predictor import Predictor
+
     predictor = Predictor.load(
         models, pipeline.name, frame, quantile=pipeline.schedule.quantile, default_s=DEFAULT_TASK_S
     )
     return list(predictor.predict(queries, now)), list(predictor.warnings)
-
-
-def _history_medians(queries: Sequence[TaskQuery], frame: pd.DataFrame) -> list[TaskEstimate]:
-    """Stand-in until the predictor exists: medians of past succeeded attempts."""
-    from planner.planning.model import TaskEstimate
-
-    done = frame[(frame["status"] == "succeeded") & frame["duration_s"].notna()]
-    by_pair = done.groupby(["step", "account"], dropna=False)["duration_s"].median().to_dict()
-    by_step = done.groupby("step")["duration_s"].median().to_dict()
-    peak = done.groupby("step")["peak_rss_mb"].max().to_dict()
-    out = []
-    for q in queries:
-        if (q.step, q.account) in by_pair:
-            value, source = float(by_pair[(q.step, q.account)]), "median:step,account"
-        elif q.step in by_step:
-            value, source = float(by_step[q.step]), "median:step"
-        else:
-            value, source = DEFAULT_TASK_S, "default"
-        mem = float(peak.get(q.step) or math.nan)
-        known = math.isfinite(mem) and mem > 0
-        out.append(TaskEstimate(value, value * 1.5, source, mem if known else None))
-    return out
 
 
 def past_runs(store: HistoryStore, pipeline: str) -> list[PastRun]:

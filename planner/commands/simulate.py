@@ -115,7 +115,12 @@ def _print_result(name: str, by: str, cadence: float | str, result: Any) -> None
 
     from planner.units import format_duration
 
-    cadence_text = cadence if isinstance(cadence, str) else format_duration(cadence)
+    if isinstance(cadence, str):
+        cadence_text = "auto (median gap of each series)"
+    elif cadence == 0:
+        cadence_text = "0 (back to back)"
+    else:
+        cadence_text = format_duration(cadence)
     table = Table(
         title=f"{name}: {result.series} series by {by}, cadence {cadence_text}",
     )

@@ -206,7 +206,7 @@ def _memory_per_task(pipeline: Pipeline, estimates: Sequence[TaskEstimate]) -> f
 
 
 def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
+    return None if value is None else round(float(value), 3)
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
