@@ -1,0 +1,120 @@
+"""``planner train`` on a real SQLite history: the JSON shape, the table, bad input."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from planner.cli import main
+from planner.history import HistoryStore
+from planner.learning.registry import Registry
+
+METHOD_KEYS = {"mae_s", "mdape", "mean_abs_log", "overrun", "median_bound_ratio"}
+
+
+def _store_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    rows = []
+    for i, r in enumerate(frame.itertuples(index=False)):
+        rows.append(
+            {
+                "source_key": str(i),
+                "pipeline": r.pipeline,
+                "run_id": r.run_id,
+                "step": r.step,
+                "account": r.account,
+                "quantity": r.quantity,
+                "params": r.params,
+                "started_at": r.started_at.to_pydatetime(),
+                "finished_at": r.finished_at.to_pydatetime(),
+                "duration_s": r.duration_s,
+                "status": "succeeded",
+                "peak_rss_mb": r.peak_rss_mb,
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def history_db(make_history: Callable[..., pd.DataFrame], tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    store = HistoryStore(url)
+    try:
+        store.import_attempts(_store_rows(make_history(25, pipeline="syn")), source="test")
+        store.import_attempts(
+            _store_rows(make_history(5, pipeline="small", steps=("x",))), source="test"
+        )
+    finally:
+        store.close()
+    return url
+
+
+def test_train_json_shape(
+    history_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    models = tmp_path / "models"
+    code = main(
+        [
+            "train",
+            "--pipeline",
+            "syn",
+            "--db",
+            history_db,
+            "--models",
+            str(models),
+            "--holdout",
+            "0.3",
+            "--json",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    doc = json.loads(out.out)
+    assert set(doc) == {"pipeline", "rows", "methods", "model_id"}
+    assert doc["pipeline"] == "syn"
+    assert doc["rows"] == {"train": doc["rows"]["train"], "test": 60}  # 30 % of 200
+    assert doc["rows"]["train"] > 0
+    assert set(doc["methods"]) == {"model", "last2", "last10", "last10_x1.2"}
+    for scores in doc["methods"].values():
+        assert set(scores) == METHOD_KEYS
+        assert 0.0 <= scores["overrun"] <= 1.0
+    assert doc["methods"]["last10_x1.2"]["median_bound_ratio"] > 0
+    assert Registry(models).current_id("syn") == doc["model_id"]
+    assert "new one is live" in out.err
+
+
+def test_train_every_pipeline_prints_the_table(
+    history_db: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["train", "--db", history_db, "--models", str(tmp_path / "m")])
+    out = capsys.readouterr().out
+    assert code == 0
+    for text in ("syn", "small", "last10_x1.2", "MdAPE", "overrun", "baselines only"):
+        assert text in out
+    registry = Registry(tmp_path / "m")
+    assert registry.current_id("syn") and registry.current_id("small")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--holdout", "1.5"], "--holdout"),
+        (["--quantile", "1"], "--quantile"),
+        (["--pipeline", "nope"], "no attempts"),
+    ],
+)
+def test_bad_input_exits_2(
+    history_db: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    code = main(["train", "--db", history_db, "--models", str(tmp_path / "m"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("planner: error: ") and message in err
