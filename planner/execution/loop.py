@@ -76,6 +76,10 @@ class RunLoop:
         self._cpu_count = os.cpu_count()
         self._free_mem: tuple[float, float | None] = (-1e9, None)
         self._seq = 0
+        self._unwritten: list[tuple[_Active, Any]] = []
+        self._jobs: queue.SimpleQueue[tuple[TaskKey, TaskProcess, float | None] | None] = (
+            queue.SimpleQueue()
+        )
 
     def wall(self, mono: float) -> datetime:
         return self._wall0 + timedelta(seconds=mono - self._mono0)
@@ -88,6 +92,12 @@ class RunLoop:
                 totals[key.step] += 1
             r.observer.run_started(self.run_id, totals, self.limit)
         self.sampler.start()
+        watchers = [
+            threading.Thread(target=self._watcher, name=f"task-watcher-{i}", daemon=True)
+            for i in range(self.limit)
+        ]
+        for watcher in watchers:
+            watcher.start()
         stopped_at: float | None = None
         killed = forced = False
         try:
@@ -117,6 +127,8 @@ class RunLoop:
         finally:
             for active in self.running.values():
                 active.process.request_kill(0.0, "runner failed")
+            for _ in watchers:
+                self._jobs.put(None)
             self.sampler.stop()
         if stopped_at is not None:
             return "cancelled"
@@ -154,6 +166,7 @@ class RunLoop:
             if ready is None:
                 break
             self._start(ready)
+        self._write_starts()
 
     def _machine(self) -> tuple[float | None, float | None]:
         try:
@@ -233,6 +246,7 @@ class RunLoop:
         self.sampler.add(process.pid)
         timeout = step.timeout if isinstance(step.timeout, float) else None
         deadline = started_mono + timeout if timeout is not None else None
+        self._jobs.put((key, process, deadline))
         row = self._start_row(
             key,
             attempt,
@@ -242,12 +256,24 @@ class RunLoop:
             load_avg=load,
             free_mem_mb=free,
         )
-        attempt_id = self.store.start_attempt(row)
-        self.running[key] = _Active(key, attempt, attempt_id, process, started_mono, log_path)
-        threading.Thread(
-            target=self._watch, args=(key, process, deadline), name=f"task-{key.label}", daemon=True
-        ).start()
+        active = _Active(key, attempt, -1, process, started_mono, log_path)
+        self.running[key] = active
+        self._unwritten.append((active, row))
         self._notify_start(key, attempt)
+
+    def _write_starts(self) -> None:
+        """Write the start rows of the tasks just spawned (after the slots were filled)."""
+        for active, row in self._unwritten:
+            active.attempt_id = self.store.start_attempt(row)
+        self._unwritten.clear()
+
+    def _watcher(self) -> None:
+        """One of ``limit`` threads that wait for task processes, one at a time."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            self._watch(*job)
 
     def _notify_start(self, key: TaskKey, attempt: int) -> None:
         if self.r.observer is not None:
