@@ -121,7 +121,87 @@ def bench_latency(repeats: int = 7) -> float:
         f"(min {min(times) * 1000:.1f}), median {statistics.median(cpu) * 1000:.1f} ms CPU, "
         f"over {repeats} (target < 200 ms: ratio {med / 200:.2f})"
     )
+    _latency_with_predictor(pipeline, steps, queries, now, repeats)
     return med
+
+
+def _latency_with_predictor(
+    pipeline: object, steps: list, queries: list, now: datetime, repeats: int
+) -> None:
+    """The same plan with the predictor's estimates (baselines fitted on 3 past runs)."""
+    import tempfile
+
+    import pandas as pd
+
+    from planner.history import FRAME_DTYPES
+    from planner.learning.predictor import Predictor
+    from planner.planning.plan import build_plan, plan_to_json
+
+    rng = np.random.default_rng(4)
+    rows = []
+    for r in range(3):
+        at = pd.Timestamp(now) - pd.Timedelta(days=3 - r)
+        for i, q in enumerate(queries):
+            d = float(rng.lognormal(4, 1.2))
+            start = at + pd.Timedelta(seconds=i)
+            rows.append(
+                {
+                    "attempt_id": r * len(queries) + i,
+                    "run_id": f"run-{r}",
+                    "pipeline": "bench",
+                    "step": q.step,
+                    "account": q.account,
+                    "attempt": 1,
+                    "quantity": 0.0,
+                    "params": {},
+                    "n_accounts": 500,
+                    "concurrency": 8,
+                    "host": "bench",
+                    "started_at": start,
+                    "finished_at": start + pd.Timedelta(seconds=d),
+                    "duration_s": d,
+                    "status": "succeeded",
+                    "exit_code": 0,
+                    "error_class": None,
+                    "peak_rss_mb": 400.0,
+                    "cpu_s": d,
+                    "load_avg": 1.0,
+                    "free_mem_mb": 20000.0,
+                    "cpu_count": 16,
+                    "source": "planner",
+                }
+            )
+    frame = pd.DataFrame(rows)
+    frame = frame.astype({k: v for k, v in FRAME_DTYPES.items() if k != "params"})
+    with tempfile.TemporaryDirectory() as models:
+        t = time.perf_counter()
+        predictor = Predictor.load(Path(models), "bench", frame)
+        predictor.predict(queries[:1], now)  # the history snapshot is built on first use
+        loaded = time.perf_counter() - t
+        times, cpu = [], []
+        for _ in range(repeats):
+            t, c = time.perf_counter(), time.process_time()
+            estimates = predictor.predict(queries, now)
+            plan = build_plan(
+                pipeline,  # type: ignore[arg-type]
+                steps,
+                queries,
+                estimates,
+                past_runs=[],
+                now=now,
+                cpu_count=16,
+                free_memory_mb=22000,
+            )
+            plan_to_json(plan)
+            times.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
+    med = statistics.median(times) * 1000
+    print(
+        f"with the predictor (baselines on {len(frame)} past attempts, loaded in "
+        f"{loaded:.2f} s, excluded): predict + plan median {med:.1f} ms wall, "
+        f"{statistics.median(cpu) * 1000:.1f} ms CPU, over {repeats} "
+        f"(target < 200 ms: ratio {med / 200:.2f})"
+    )
 
 
 def _julia() -> list[Series]:

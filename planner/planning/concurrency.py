@@ -19,6 +19,7 @@ __all__ = [
     "ConcurrencyChoice",
     "choose_concurrency",
     "cpu_limit",
+    "makespan_at",
     "memory_limit",
     "smallest_fitting",
     "what_if",
@@ -86,18 +87,37 @@ def choose_concurrency(
 
 
 def what_if_counts(chosen: int, limits: Iterable[int | None], widest: int) -> list[int]:
-    """Counts worth showing: powers of two up to twice the chosen count or the largest limit
-    (never beyond the widest part of the run, where more slots cannot help), the chosen
-    count and the limits."""
+    """Counts worth showing: the chosen count, the limits, and powers of two (not within
+    15 % of those) up to twice the chosen count or the largest limit, never beyond the
+    widest part of the run, where more slots cannot help."""
     known = [x for x in limits if x is not None]
     top = max(1, min(widest, max([2 * chosen, 4, *known])))
-    counts = {1, min(chosen, top)}
+    marks = {min(chosen, top), *(x for x in known if x <= top)}
+    counts = {1, *marks}
     c = 2
     while c <= top:
-        counts.add(c)
+        if all(abs(c - m) > 0.15 * m for m in marks):
+            counts.add(c)
         c *= 2
-    counts.update(x for x in known if x <= top)
     return sorted(counts)
+
+
+def makespan_at(
+    deps: Mapping[str, Sequence[str]],
+    durations: Mapping[str, Sequence[float]],
+    count: int,
+    memo: dict[int, float] | None = None,
+) -> float:
+    """The scheduled run at ``count`` slots, remembered in ``memo`` (by count)."""
+    if memo is not None and count in memo:
+        return memo[count]
+    if count == 1:  # one slot is never idle: the run is the sum of its tasks
+        value = float(sum(sum(durations.get(s, ())) for s in deps))
+    else:
+        value = schedule_graph(deps, durations, count).makespan
+    if memo is not None:
+        memo[count] = value
+    return value
 
 
 def what_if(
@@ -108,27 +128,21 @@ def what_if(
     peak_mb_per_task: float | None,
     cpu_count: int | None = None,
     free_memory_mb: float | None = None,
-    known: Mapping[int, float] | None = None,
+    memo: dict[int, float] | None = None,
 ) -> list[WhatIf]:
     """The predicted run (shared-slot schedule) at each count, and the memory it needs.
 
-    ``known``: makespans already computed, by count.
+    ``memo``: makespans already computed, by count (filled with the new ones).
     """
     by_cpu = cpu_limit(cpu_count)
     by_mem = memory_limit(free_memory_mb, peak_mb_per_task)
     rows = []
     for n in counts:
-        if known and n in known:
-            makespan = known[n]
-        elif n == 1:  # one slot is never idle: the run is the sum of its tasks
-            makespan = sum(sum(durations.get(s, ())) for s in deps)
-        else:
-            makespan = schedule_graph(deps, durations, n).makespan
         memory = n * peak_mb_per_task if peak_mb_per_task else None
         rows.append(
             WhatIf(
                 concurrency=n,
-                makespan_s=makespan,
+                makespan_s=makespan_at(deps, durations, n, memo),
                 memory_mb=memory,
                 fits_cpu=n <= by_cpu,
                 fits_memory=by_mem is None or n <= by_mem,
@@ -143,50 +157,46 @@ def smallest_fitting(
     limit_s: float,
     widest: int,
     *,
-    known: tuple[int, float] | None = None,
+    memo: dict[int, float] | None = None,
 ) -> int | None:
     """The smallest count whose scheduled run takes at most ``limit_s`` (``None``: none does).
 
-    ``known``: one ``(count, makespan)`` already computed; its overhead over ``total /
-    count`` gives the first guess, so that usually two schedules settle the answer.
-
     List scheduling keeps ``total / m <= makespan <= total / m + chain`` (Graham), where
     ``chain`` is the longest chain of tasks through the step graph: the answer lies between
-    ``total / limit`` and ``total / (limit - chain)``, and a binary search over that range
-    finds it (the makespan falls almost monotonically with the count).
+    ``total / limit`` and ``total / (limit - chain)``. A count already in ``memo`` gives the
+    first guess (its overhead over ``total / count``), so that usually two schedules settle
+    it; else a binary search over the range does (the makespan falls almost monotonically
+    with the count).
     """
     from planner.graph import critical_path
 
+    memo = {} if memo is None else memo
     top = max(1, widest)
     total = sum(sum(durations.get(s, ())) for s in deps)
     chain, _ = critical_path(deps, {s: max(durations.get(s, ()), default=0.0) for s in deps})
     if chain > limit_s or limit_s <= 0:
         return None
-    lo = max(1, min(top, math.ceil(total / limit_s - 1e-9)))
-    hi = top if limit_s <= chain else max(lo, min(top, math.ceil(total / (limit_s - chain))))
-    if schedule_graph(deps, durations, hi).makespan > limit_s:
-        if hi == top:
-            return None
-        hi = top
 
     def fits(count: int) -> bool:
-        return schedule_graph(deps, durations, count).makespan <= limit_s
+        return makespan_at(deps, durations, count, memo) <= limit_s
 
-    if known is not None and lo < hi:
-        count, makespan = known
+    lo = max(1, min(top, math.ceil(total / limit_s - 1e-9)))
+    hi = top if limit_s <= chain else max(lo, min(top, math.ceil(total / (limit_s - chain))))
+    if not fits(hi):
+        if hi == top or not fits(top):
+            return None
+        hi = top
+    if memo and lo < hi:
+        count, makespan = next((c, m) for c, m in memo.items() if c != hi)
         overhead = max(0.0, makespan - total / max(1, count))
         room = limit_s - overhead
         guess = hi if room <= 0 else max(lo, min(hi, math.ceil(total / room - 1e-9)))
         if fits(guess):
-            hi = guess
-            if guess - 1 >= lo and not fits(guess - 1):
+            if guess == lo or not fits(guess - 1):
                 return guess
-            hi = guess - 1 if guess - 1 >= lo else guess
+            hi = guess - 1
         else:
             lo = guess + 1
-            if lo <= hi and fits(lo):
-                return lo
-            lo += 1
     while lo < hi:
         mid = (lo + hi) // 2
         if fits(mid):

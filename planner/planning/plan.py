@@ -148,15 +148,10 @@ def build_plan(
         widths[depth[i]] = widths.get(depth[i], 0) + len(predicted[i])
     widest = max(widths.values(), default=1)
     counts = what_if_counts(slots, (choice.cpu_limit, choice.memory_limit), widest)
+    memo = {slots: sched.makespan}
     cadence = pipeline.schedule.cadence
     if cadence is not None and run.bound_s > cadence:  # which count would fit the cadence?
-        fit = smallest_fitting(
-            deps,
-            predicted,
-            cadence / max(run.factor, 1.0),
-            widest,
-            known=(slots, sched.makespan),
-        )
+        fit = smallest_fitting(deps, predicted, cadence / max(run.factor, 1.0), widest, memo=memo)
         if fit is not None:
             counts = sorted({*counts, fit})
     table = what_if(
@@ -166,7 +161,7 @@ def build_plan(
         peak_mb_per_task=peak,
         cpu_count=cpu_count,
         free_memory_mb=free_memory_mb,
-        known={slots: sched.makespan},
+        memo=memo,
     )
     interval = decide_interval(pipeline.schedule, run.bound_s, current_start or now, now)
     recs = recommend(

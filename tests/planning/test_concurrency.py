@@ -60,6 +60,7 @@ def test_what_if_counts_include_chosen_and_limits() -> None:
     assert {1, 6, 7, 20}.issubset(counts)
     assert max(counts) <= 100
     assert what_if_counts(6, [7], 3) == [1, 2, 3]
+    assert 16 not in what_if_counts(15, [15], 100)  # too close to the chosen 15
 
 
 def test_smallest_fitting_matches_a_scan() -> None:
@@ -75,13 +76,8 @@ def test_smallest_fitting_matches_a_scan() -> None:
         one = schedule_graph(deps, durations, 1).makespan
         limit = one * rng.uniform(0.05, 1.1)
         known = rng.randint(1, 40)
-        got = smallest_fitting(
-            deps,
-            durations,
-            limit,
-            80,
-            known=(known, schedule_graph(deps, durations, known).makespan),
-        )
+        memo = {known: schedule_graph(deps, durations, known).makespan}
+        got = smallest_fitting(deps, durations, limit, 80, memo=memo)
         fitting = [c for c in range(1, 81) if schedule_graph(deps, durations, c).makespan <= limit]
         if not fitting:
             assert got is None
