@@ -241,11 +241,14 @@ def planning_summary(
     Returns ``{"predicted_s", "bound_s", "critical_path", "concurrency", "interval_s",
     "next_start", "lines": [human-readable lines]}``.
     """
-    from planner.history import HistoryStore
+    from planner.history import HistoryStore, history_url
     from planner.units import format_duration
 
+    url = history_url(db, pipeline.state_dir)
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return None  # no history yet; validating must not create a database
     moment = now or SYSTEM_CLOCK.now()
-    with HistoryStore.for_pipeline(pipeline, db=db) as store:
+    with HistoryStore(url) as store:
         if store.count_attempts(pipeline.name) == 0:
             return None
         plan = compute_plan(pipeline, store, models=models_dir(models), now=moment)

@@ -131,9 +131,14 @@ def test_planning_summary_for_validate(
 ) -> None:
     from planner.commands.plan import planning_summary
     from planner.config import load_pipeline
+    from planner.history import HistoryStore
 
     pipeline = load_pipeline(pipeline_file)
+    absent = tmp_path / "absent.db"
+    assert planning_summary(pipeline, db=f"sqlite:///{absent}", models=tmp_path / "m") is None
+    assert not absent.exists()  # validating does not create a history
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
+    HistoryStore(empty).close()
     assert planning_summary(pipeline, db=empty, models=tmp_path / "m") is None
     summary = planning_summary(pipeline, db=history(3), models=tmp_path / "m", now=T0)
     assert summary is not None
