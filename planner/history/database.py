@@ -167,14 +167,11 @@ def _create_schema(engine: Engine) -> None:
 def _ensure_wal(engine: Engine, where: str) -> None:
     """Put the SQLite file in WAL mode (persistent); retries while others hold locks."""
     deadline = time.monotonic() + BUSY_TIMEOUT_S
-    raw = engine.raw_connection()
-    try:
-        driver = raw.driver_connection
+    with engine.connect() as conn:  # (wraps connection errors, unlike raw_connection)
+        driver = conn.connection.driver_connection
         assert driver is not None
         mode = driver.execute("PRAGMA journal_mode").fetchone()[0]
-        if mode in ("wal", "memory"):
-            return
-        while True:
+        while mode not in {"wal", "memory"}:
             try:
                 mode = driver.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             except Exception as exc:  # sqlite3.OperationalError: database is locked
@@ -182,8 +179,5 @@ def _ensure_wal(engine: Engine, where: str) -> None:
                     raise StoreError(where, f"cannot switch to WAL: {exc}") from exc
                 time.sleep(0.05)
                 continue
-            if mode in {"wal", "memory"}:
-                return
-            raise StoreError(where, f"cannot switch to WAL: journal mode stays {mode!r}")
-    finally:
-        raw.close()
+            if mode not in {"wal", "memory"}:
+                raise StoreError(where, f"cannot switch to WAL: journal mode stays {mode!r}")

@@ -75,7 +75,10 @@ def read_attempts(
     if until is not None:
         query = query.where(attempts.c.started_at < ensure_utc(until))
     result = conn.execute(query)
-    records = result.fetchall()
+    # Plain driver tuples: no column here has a result processor (times are coerced to
+    # text above), and pandas reads tuples far faster than SQLAlchemy Row objects.
+    records = result.cursor.fetchall() if result.cursor is not None else []
+    result.close()
     frame = pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS), coerce_float=False)
     return _typed(frame)
 

@@ -22,6 +22,7 @@ from planner.history.records import (
 
 __all__ = [
     "IMPORT_COLUMNS",
+    "IMPORT_ORDER",
     "attempt_record",
     "import_row",
     "outcome_values",
@@ -40,11 +41,24 @@ _TIME = ("started_at", "finished_at")
 IMPORT_COLUMNS = frozenset((*_INT, *_FLOAT, *_TEXT, *_TIME, "params", "stderr_tail", "source_key"))
 
 _STATUSES = frozenset(s.value for s in AttemptStatus)
+_PARAMS_CACHE: dict[tuple[tuple[str, Any], ...], str] = {}
 
 
 def params_json(params: Mapping[str, Any] | None) -> str:
     """Parameters as JSON text (keys sorted, so equal parameters give equal text)."""
-    return json.dumps(dict(params or {}), sort_keys=True, default=str)
+    if not params:
+        return "{}"
+    try:
+        key = tuple(params.items())
+        cached = _PARAMS_CACHE.get(key)
+    except TypeError:  # unhashable values
+        return json.dumps(dict(params), sort_keys=True, default=str)
+    if cached is None:
+        cached = json.dumps(dict(params), sort_keys=True, default=str)
+        if len(_PARAMS_CACHE) > 10_000:
+            _PARAMS_CACHE.clear()
+        _PARAMS_CACHE[key] = cached
+    return cached
 
 
 def stderr_tail(text: str | None) -> str | None:
@@ -106,32 +120,27 @@ def _status(value: AttemptStatus | str) -> str:
 
 def import_row(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     """A full attempt row from an importer's dictionary (``ValueError`` when malformed)."""
-    unknown = set(raw) - IMPORT_COLUMNS
-    if unknown:
+    if not IMPORT_COLUMNS.issuperset(raw):
+        unknown = set(raw) - IMPORT_COLUMNS
         raise ValueError(f"unknown column(s) {', '.join(sorted(unknown))}")
+    row: dict[str, Any] = dict.fromkeys(_ALL_COLUMNS)
+    for key, value in raw.items():
+        if not _missing(value):
+            row[key] = _CONVERT[key](value)
     for key in ("pipeline", "step", "started_at", "source_key"):
-        if _missing(raw.get(key)):
+        if row[key] is None:
             raise ValueError(f"{key} is required")
-    row: dict[str, Any] = {}
-    for key in _INT:
-        value: Any = raw.get(key)
-        row[key] = None if _missing(value) else int(value)
-    for key in _FLOAT:
-        value = raw.get(key)
-        row[key] = None if _missing(value) else float(value)
-    for key in _TEXT:
-        value = raw.get(key)
-        row[key] = None if _missing(value) else str(value)
-    for key in _TIME:
-        row[key] = _time(raw.get(key))
-    row["source_key"] = str(raw["source_key"])
     row["source"] = source
     row["params"] = params_json(raw.get("params"))
-    row["stderr_tail"] = stderr_tail(raw.get("stderr_tail"))
-    row["attempt"] = row["attempt"] or 1
-    row["run_id"] = row["run_id"] or f"{source}:{row['source_key']}"
+    if row["stderr_tail"] is not None:
+        row["stderr_tail"] = stderr_tail(row["stderr_tail"])
+    if row["attempt"] is None:
+        row["attempt"] = 1
+    if row["run_id"] is None:
+        row["run_id"] = f"{source}:{row['source_key']}"
     row["status"] = _status(row["status"] or AttemptStatus.UNKNOWN.value)
-    started, finished, duration = row["started_at"], row["finished_at"], row["duration_s"]
+    started: datetime = row["started_at"]
+    finished, duration = row["finished_at"], row["duration_s"]
     if duration is None and finished is not None:
         row["duration_s"] = (finished - started).total_seconds()
     elif finished is None and duration is not None:
@@ -140,12 +149,17 @@ def import_row(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
 
 
 def _missing(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is int or kind is datetime:
+        return False
     if value is None:
         return True
-    if isinstance(value, float) and math.isnan(value):
-        return True
+    if kind is float:
+        return bool(math.isnan(value))
+    if isinstance(value, float):  # numpy floats
+        return bool(math.isnan(value))
     # pandas.NA / NaT compare oddly; they are "missing" by their own test
-    return bool(type(value).__name__ in ("NAType", "NaTType"))
+    return kind.__name__ in ("NAType", "NaTType")
 
 
 def _time(value: Any) -> datetime | None:
@@ -158,6 +172,28 @@ def _time(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         raise ValueError(f"not a datetime: {value!r}")
     return ensure_utc(value)
+
+
+def _text(value: Any) -> str:
+    return value if type(value) is str else str(value)
+
+
+def _keep(value: Any) -> Any:
+    return value
+
+
+_CONVERT: dict[str, Any] = {
+    **dict.fromkeys(_INT, int),
+    **dict.fromkeys(_FLOAT, float),
+    **dict.fromkeys(_TEXT, _text),
+    **dict.fromkeys(_TIME, _time),
+    "source_key": _text,
+    "params": _keep,
+    "stderr_tail": _text,
+}
+_ALL_COLUMNS = (*_CONVERT, "source")
+#: The columns of a row from :func:`import_row`, in a fixed order.
+IMPORT_ORDER: tuple[str, ...] = _ALL_COLUMNS
 
 
 def attempt_record(row: Row[Any]) -> AttemptRecord:
