@@ -97,3 +97,41 @@ def test_graph_schedule_empty_step_takes_no_time() -> None:
     sched = schedule_graph({"a": [], "b": ["a"], "c": ["b"]}, {"a": [5.0], "c": [2.0]}, 3)
     assert sched.finish["b"] == 5.0
     assert sched.makespan == 7.0
+
+
+@st.composite
+def step_graphs(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, list[float]], int]:
+    n = draw(st.integers(min_value=1, max_value=6))
+    names = [f"s{i}" for i in range(n)]
+    deps = {name: [d for d in names[:i] if draw(st.booleans())] for i, name in enumerate(names)}
+    durations = {
+        name: draw(st.lists(st.floats(min_value=0.1, max_value=100), min_size=0, max_size=8))
+        for name in names
+    }
+    return deps, durations, draw(st.integers(min_value=1, max_value=5))
+
+
+@settings(max_examples=200, deadline=None)
+@given(step_graphs())
+def test_graph_schedule_is_valid_and_within_graham(
+    case: tuple[dict[str, list[str]], dict[str, list[float]], int],
+) -> None:
+    from planner.graph import critical_path
+
+    deps, durations, slots = case
+    sched = schedule_graph(deps, durations, slots)
+    busy: dict[int, list[tuple[float, float]]] = {}
+    for step, times in sched.start.items():
+        for i, begin in enumerate(times):
+            end = begin + durations[step][i]
+            assert begin >= max((sched.finish[d] for d in deps[step]), default=0.0) - 1e-9
+            assert end <= sched.finish[step] + 1e-9
+            busy.setdefault(sched.slot[step][i], []).append((begin, end))
+    for spans in busy.values():
+        spans.sort()
+        for (_, end), (begin, _) in itertools.pairwise(spans):
+            assert begin >= end - 1e-9
+    total = sum(sum(d) for d in durations.values())
+    chain, _ = critical_path(deps, {s: max(d, default=0.0) for s, d in durations.items()})
+    assert sched.makespan >= max(chain, total / slots) - 1e-9
+    assert sched.makespan <= total / slots + chain + 1e-9  # Graham's list-scheduling bound
