@@ -16,6 +16,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +25,11 @@ from planner.execution.process import ExitInfo, Launch, TaskProcess, log_tail, r
 from planner.execution.retry import decide_retry
 from planner.execution.sampling import TreeSampler, TreeUsage
 from planner.execution.tasks import TaskGraph, TaskKey
+from planner.execution.writer import RowRef, RowWriter
 
 if TYPE_CHECKING:
     from planner.execution.runner import Runner
+    from planner.history import HistoryStore
 
 __all__ = ["RunLoop"]
 
@@ -37,7 +40,7 @@ _WAKE_S = 0.2
 class _Active:
     key: TaskKey
     attempt: int
-    attempt_id: int
+    row: RowRef
     process: TaskProcess
     started_mono: float
     log_path: Path
@@ -76,7 +79,8 @@ class RunLoop:
         self._cpu_count = os.cpu_count()
         self._free_mem: tuple[float, float | None] = (-1e9, None)
         self._seq = 0
-        self._unwritten: list[tuple[_Active, Any]] = []
+        self._unwritten: list[tuple[RowRef, Any]] = []
+        self.writer = RowWriter()
         self._jobs: queue.SimpleQueue[tuple[TaskKey, TaskProcess, float | None] | None] = (
             queue.SimpleQueue()
         )
@@ -130,6 +134,8 @@ class RunLoop:
             for _ in watchers:
                 self._jobs.put(None)
             self.sampler.stop()
+            self.writer.close()
+        self.writer.flush()
         if stopped_at is not None:
             return "cancelled"
         counts = self.graph.counts_by_step()
@@ -154,8 +160,8 @@ class RunLoop:
         writes = [self._finished(f) for f in finished]
         if writes and not (self.r._stops or self.r._lease_lost):
             self._start_due(self.clock.monotonic())  # refill slots before writing rows
-        for attempt_id, outcome in writes:
-            self.store.finish_attempt(attempt_id, outcome)
+        for ref, outcome in writes:
+            self._finish_row(ref, outcome)
 
     def _start_due(self, now: float) -> None:
         while self.delayed and self.delayed[0][0] <= now and len(self.running) < self.limit:
@@ -237,11 +243,11 @@ class RunLoop:
         except ExecutionError as exc:
             started = self.wall(started_mono)
             row = self._start_row(key, attempt, started, load_avg=load, free_mem_mb=free)
-            attempt_id = self.store.start_attempt(row)
+            ref = self._start_row_write(row)
             self._notify_start(key, attempt)
             info = ExitInfo(exit_code=127, ended_mono=started_mono, maxrss_kb=0, cpu_s=0.0)
-            _, outcome = self._finished(_Finished(key, info), attempt_id, log_path, exc.what)
-            self.store.finish_attempt(attempt_id, outcome)
+            _, outcome = self._finished(_Finished(key, info), ref, log_path, exc.what)
+            self._finish_row(ref, outcome)
             return
         self.sampler.add(process.pid)
         timeout = step.timeout if isinstance(step.timeout, float) else None
@@ -256,16 +262,23 @@ class RunLoop:
             load_avg=load,
             free_mem_mb=free,
         )
-        active = _Active(key, attempt, -1, process, started_mono, log_path)
-        self.running[key] = active
-        self._unwritten.append((active, row))
+        self.running[key] = _Active(key, attempt, RowRef(), process, started_mono, log_path)
+        self._unwritten.append((self.running[key].row, row))
         self._notify_start(key, attempt)
 
     def _write_starts(self) -> None:
-        """Write the start rows of the tasks just spawned (after the slots were filled)."""
-        for active, row in self._unwritten:
-            active.attempt_id = self.store.start_attempt(row)
+        """Hand over the start rows of the tasks just spawned (after the slots were filled)."""
+        for ref, row in self._unwritten:
+            self.writer.submit(partial(_insert, self.store, ref, row))
         self._unwritten.clear()
+
+    def _start_row_write(self, row: Any) -> RowRef:
+        ref = RowRef()
+        self.writer.submit(partial(_insert, self.store, ref, row))
+        return ref
+
+    def _finish_row(self, ref: RowRef, outcome: Any) -> None:
+        self.writer.submit(lambda: self.store.finish_attempt(ref.attempt_id, outcome))
 
     def _watcher(self) -> None:
         """One of ``limit`` threads that wait for task processes, one at a time."""
@@ -294,22 +307,22 @@ class RunLoop:
     def _finished(
         self,
         done: _Finished,
-        attempt_id: int | None = None,
+        ref: RowRef | None = None,
         log_path: Path | None = None,
         start_error: str | None = None,
-    ) -> tuple[int, Any]:
+    ) -> tuple[RowRef, Any]:
         """Decide what an exit means (status, retry, skips); returns the row to write."""
         from planner.history import AttemptOutcome
 
         key, info = done.key, done.info
         active = self.running.pop(key, None)
         if active is not None:
-            attempt_id, log_path, attempt = active.attempt_id, active.log_path, active.attempt
+            ref, log_path, attempt = active.row, active.log_path, active.attempt
             started_mono = active.started_mono
         else:
             attempt = self.graph.attempts(key)
             started_mono = info.ended_mono
-        assert attempt_id is not None and log_path is not None
+        assert ref is not None and log_path is not None
         stopping = bool(self.r._stops or self.r._lease_lost)
         if info.cancelled:
             status = "cancelled"
@@ -362,10 +375,11 @@ class RunLoop:
         if self.r.observer is not None:
             self.r.observer.task_finished(key, attempt, status, reason or "")
         for skipped, why in skips:
-            self.store.record_skipped(self._start_row(skipped, 1, self.wall(info.ended_mono)), why)
+            row = self._start_row(skipped, 1, self.wall(info.ended_mono))
+            self.writer.submit(partial(self.store.record_skipped, row, why))
             if self.r.observer is not None:
                 self.r.observer.task_finished(skipped, 1, "skipped", why)
-        return attempt_id, outcome
+        return ref, outcome
 
     def _cancel_waiting(self) -> None:
         """At a stop: tasks not started (or waiting for a retry) are recorded cancelled."""
@@ -378,16 +392,20 @@ class RunLoop:
         waiting += [(pending, 1) for pending in self.graph.cancel_pending()]
         now = self.clock.now()
         for key, attempt in waiting:
-            attempt_id = self.store.start_attempt(self._start_row(key, attempt, now))
+            ref = self._start_row_write(self._start_row(key, attempt, now))
             outcome = AttemptOutcome(
                 status="cancelled",
                 finished_at=now,
                 duration_s=0.0,
                 reason="the run was stopped before this task started",
             )
-            self.store.finish_attempt(attempt_id, outcome)
+            self._finish_row(ref, outcome)
             if self.r.observer is not None:
                 self.r.observer.task_finished(key, attempt, "cancelled", "not started")
+
+
+def _insert(store: HistoryStore, ref: RowRef, row: Any) -> None:
+    ref.attempt_id = store.start_attempt(row)
 
 
 def _safe(name: str) -> str:
