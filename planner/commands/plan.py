@@ -45,6 +45,7 @@ __all__ = [
     "past_runs",
     "planning_summary",
     "register",
+    "store_plan",
 ]
 
 #: Seconds assumed for a task with no history and no model.
@@ -90,7 +91,6 @@ def _positive_int(text: str) -> int:
 def handle(args: argparse.Namespace) -> int:
     from planner.config import load_pipeline
     from planner.history import HistoryStore
-    from planner.planning.plan import plan_to_json
 
     pipeline = load_pipeline(args.pipeline)
     if args.quantity is not None and args.quantity < 0:
@@ -108,8 +108,7 @@ def handle(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             quantity=args.quantity,
         )
-        document = plan_to_json(plan)
-        store.save_plan(pipeline.name, None, now, plan.run.predicted_s, plan.run.bound_s, document)
+        document = store_plan(store, plan)
     if args.json:
         for warning in plan.warnings:
             print(f"planner: warning: {warning}", file=sys.stderr)
@@ -168,6 +167,18 @@ def compute_plan(
         current_start=current_start,
         warnings=warnings,
     )
+
+
+def store_plan(store: HistoryStore, plan: Plan, run_id: str | None = None) -> dict[str, Any]:
+    """Save ``plan`` in the history (with the run it was made for, when known); returns
+    the stored document. A runner calls this with its ``run_id`` when a run starts."""
+    from planner.planning.plan import plan_to_json
+
+    document = plan_to_json(plan)
+    store.save_plan(
+        plan.pipeline, run_id, plan.created_at, plan.run.predicted_s, plan.run.bound_s, document
+    )
+    return document
 
 
 def estimate_tasks(
@@ -283,19 +294,11 @@ def demo_plan_stage(
     """For ``planner demo``: train on the history the demo made (when a trainer is
     available), plan the next run, store the plan, and print it with its next start."""
     from planner.history import HistoryStore
-    from planner.planning.plan import plan_to_json
 
     with HistoryStore.for_pipeline(pipeline, db=db) as store:
         _train_if_possible(pipeline, store, models=models, write=write)
         plan = compute_plan(pipeline, store, models=models, now=now, current_start=current_start)
-        store.save_plan(
-            pipeline.name,
-            None,
-            now,
-            plan.run.predicted_s,
-            plan.run.bound_s,
-            plan_to_json(plan),
-        )
+        store_plan(store, plan)
     _print_plan(plan, brief=True, write=write)
     return plan
 

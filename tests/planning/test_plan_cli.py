@@ -184,3 +184,22 @@ def test_simulate_unknown_pipeline_is_bad_input(
     code = main(["simulate", "--pipeline", "nope", "--db", history(1)])
     assert code == 2
     assert "no finished attempts of pipeline 'nope'" in capsys.readouterr().err
+
+
+def test_a_plan_stored_with_its_run_is_that_runs_plan(
+    pipeline_file: Path, history: Callable[..., str], tmp_path: Path
+) -> None:
+    from planner.commands.plan import compute_plan, past_runs, store_plan
+    from planner.config import load_pipeline
+    from planner.history import HistoryStore
+
+    url = history(3)
+    with HistoryStore(url) as store:
+        plan = compute_plan(load_pipeline(pipeline_file), store, models=tmp_path / "m", now=T0)
+        store.save_plan("nightly", None, T0 - timedelta(minutes=1), 5.0, 6.0, {})
+        document = store_plan(store, plan, run_id="run-0")
+        runs = past_runs(store, "nightly")
+    assert document["run"]["predicted_s"] == pytest.approx(plan.run.predicted_s)
+    by_id = {r.run_id: r for r in runs}
+    assert by_id["run-0"].predicted_s == pytest.approx(plan.run.predicted_s)  # not the loose 5.0
+    assert by_id["run-1"].predicted_s is None
