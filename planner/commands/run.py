@@ -141,6 +141,7 @@ class _StepProgress:
     done: int = 0
     running: int = 0
     failed: int = 0
+    skipped: int = 0
     first_start: float | None = None
     last_end: float | None = None
 
@@ -195,7 +196,7 @@ class LiveProgress:
 
         now = time.monotonic()
         table = Table(title=f"run {self.run_id}  {format_duration(now - self.t0)}")
-        for column in ("step", "done", "running", "failed", "elapsed"):
+        for column in ("step", "done", "running", "failed", "skipped", "elapsed"):
             table.add_column(column, justify="left" if column == "step" else "right")
         for step, p in self.steps.items():
             elapsed = ""
@@ -203,7 +204,9 @@ class LiveProgress:
                 end = p.last_end if (p.running == 0 and p.last_end) else now
                 elapsed = format_duration(end - p.first_start)
             failed = f"[red]{p.failed}[/red]" if p.failed else "0"
-            table.add_row(step, f"{p.done}/{p.total}", str(p.running), failed, elapsed)
+            table.add_row(
+                step, f"{p.done}/{p.total}", str(p.running), failed, str(p.skipped), elapsed
+            )
         return table
 
     def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None:
@@ -227,7 +230,9 @@ class LiveProgress:
         if note.startswith("retry"):
             return
         p.done += 1
-        if status != "succeeded":
+        if status == "skipped":
+            p.skipped += 1
+        elif status != "succeeded":
             p.failed += 1
 
     def run_finished(self, result: RunResult) -> None:

@@ -211,6 +211,16 @@ class Runner:
 
     # -- running ------------------------------------------------------------------------
 
+    def _close_failed_run(self, run_id: str) -> None:
+        """The loop itself failed: leave no ``running`` row behind (best effort)."""
+        from planner.errors import PlannerError
+
+        try:
+            self.store.interrupt_running(run_id, self.clock.now())
+            self.store.finish_run(run_id, status="failed", finished_at=self.clock.now())
+        except PlannerError:
+            pass
+
     def run(self) -> RunResult:
         """Run to the end (or until stopped); raises ``RunActiveError`` when another runs."""
         from planner.history import LeaseOwner
@@ -242,7 +252,11 @@ class Runner:
                 owner_id=owner.owner_id,
             )
             loop = RunLoop(self, graph, run_id, limit, len(accounts))
-            status = loop.run()
+            try:
+                status = loop.run()
+            except BaseException:
+                self._close_failed_run(run_id)
+                raise
             self.store.finish_run(run_id, status=status, finished_at=self.clock.now())
             result = RunResult(
                 run_id=run_id,
