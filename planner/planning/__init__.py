@@ -1,6 +1,10 @@
 """Pure planning: makespan and grouping, run estimate, intervals, concurrency,
-recommendations and policy simulation. Data and ``now`` in, decisions out."""
+recommendations and policy simulation. Data and ``now`` in, decisions out.
 
+The simulation (:mod:`planner.planning.simulate`) uses numpy: import it directly.
+"""
+
+from planner.planning.interval import decide_interval
 from planner.planning.model import (
     IntervalDecision,
     PastRun,
@@ -13,6 +17,7 @@ from planner.planning.model import (
     TaskQuery,
     WhatIf,
 )
+from planner.planning.plan import build_plan, plan_to_json, provisional_concurrency, task_queries
 
 __all__ = [
     "IntervalDecision",
@@ -25,4 +30,9 @@ __all__ = [
     "TaskPlan",
     "TaskQuery",
     "WhatIf",
+    "build_plan",
+    "decide_interval",
+    "plan_to_json",
+    "provisional_concurrency",
+    "task_queries",
 ]
