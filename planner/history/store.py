@@ -53,6 +53,11 @@ if TYPE_CHECKING:
 __all__ = ["HistoryStore"]
 
 _IMPORT_BATCH = 5000
+
+# Statements built once: the values travel as parameters, so SQLAlchemy reuses the
+# compiled form instead of coercing every value into the statement on each call.
+_INSERT_ATTEMPT = insert(attempts)
+_FINISH_ATTEMPT = update(attempts).where(attempts.c.attempt_id == bindparam("b_attempt_id"))
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 
 
@@ -232,7 +237,7 @@ class HistoryStore:
     def start_attempt(self, start: AttemptStart) -> int:
         """Write an attempt as it starts (status ``running``); returns its id."""
         with self._write() as conn:
-            result = conn.execute(insert(attempts).values(start_values(start)))
+            result = conn.execute(_INSERT_ATTEMPT, start_values(start))
             key = result.inserted_primary_key
         assert key is not None
         return int(key[0])
@@ -240,10 +245,9 @@ class HistoryStore:
     def finish_attempt(self, attempt_id: int, outcome: AttemptOutcome) -> None:
         """Write how an attempt ended."""
         values = outcome_values(outcome)
+        values["b_attempt_id"] = attempt_id
         with self._write() as conn:
-            result = conn.execute(
-                update(attempts).where(attempts.c.attempt_id == attempt_id).values(values)
-            )
+            result = conn.execute(_FINISH_ATTEMPT, values)
         if result.rowcount != 1:
             raise StoreError(self.url, f"no attempt {attempt_id}")
 
