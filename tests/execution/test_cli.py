@@ -81,3 +81,15 @@ def test_run_prints_plain_progress_when_not_a_terminal(tmp_path: Path) -> None:
     lines = out.splitlines()
     assert any(line.endswith("one: succeeded") for line in lines)
     assert any(re.search(r"run \S+: succeeded \(2 succeeded\)", line) for line in lines)
+
+
+def test_demo_builds_a_history(tmp_path: Path) -> None:
+    code, out, err = cli("demo", "--state-dir", str(tmp_path / "demo"), "--runs", "1", "--json",
+                         cwd=tmp_path)  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    (run,) = doc["runs"]
+    assert run["status"] == "succeeded" and run["tasks"] == {"succeeded": 18}
+    assert doc["history"].endswith("history.db") and Path(doc["pipeline"]).is_file()
+    code, out, _ = cli("runs", "--pipeline", doc["pipeline"], "--json", cwd=tmp_path)
+    assert [r["run_id"] for r in json.loads(out)["runs"]] == [run["run_id"]]

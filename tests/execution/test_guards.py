@@ -6,17 +6,19 @@ import json
 import os
 import signal
 import sqlite3
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from planner.clock import SYSTEM_CLOCK
 from planner.config import load_pipeline
-from planner.errors import RunActiveError
-from planner.execution import Runner
+from planner.errors import RunActiveError, UsageError
+from planner.execution import Runner, lease_ttl
 from planner.history import AttemptStart, HistoryStore, LeaseOwner
 
 from .conftest import live, planner_cli, wait_for
@@ -199,3 +201,43 @@ def test_a_second_signal_kills_at_once(tmp_path: Path) -> None:
     assert doc["run"]["status"] == "cancelled"
     assert {a["exit_code"] for a in doc["attempts"] if a["exit_code"] is not None} == {137}
     assert not any(live(p) for p in task_pids)
+
+
+def test_heartbeat_keeps_the_lease_past_its_ttl(tmp_path: Path) -> None:
+    """A run longer than the lease stays the only one: the heartbeat extends it."""
+    db = f"sqlite:///{tmp_path / 'history.db'}"
+    steps = [{"id": "s", "command": ["sleep", "1.2"]}]
+    first = load_pipeline(write(tmp_path / "a" / "p.yaml", state_dir="s", lease_ttl="0.45s",
+                                steps=steps))  # fmt: skip
+    # Another state dir: no shared file lock, so only the lease can refuse the second run.
+    second = load_pipeline(write(tmp_path / "b" / "p.yaml", state_dir="s", lease_ttl="0.45s",
+                                 steps=steps))  # fmt: skip
+    with HistoryStore(db) as store:
+        outcome: list[object] = []
+        thread = threading.Thread(target=lambda: outcome.append(Runner(first, store).run()))
+        thread.start()
+        try:
+            wait_for(lambda: store.get_lease("guarded") is not None, 10, "the lease")
+            time.sleep(0.8)  # well past the 0.45 s ttl
+            holder = store.get_lease("guarded")
+            assert holder is not None and holder.expires_at > SYSTEM_CLOCK.now()
+            try:
+                Runner(second, store).run()
+                raise AssertionError("a second run started while the first was running")
+            except RunActiveError as exc:
+                assert "is active" in str(exc)
+        finally:
+            thread.join()
+        assert getattr(outcome[0], "status", None) == "succeeded"
+        assert len(store.list_runs()) == 1
+
+
+def test_lease_ttl_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = load_pipeline(write(tmp_path / "p.yaml", lease_ttl="90s",
+                                   steps=[{"id": "s", "command": ["true"]}]))  # fmt: skip
+    assert lease_ttl(pipeline) == 90
+    monkeypatch.setenv("PLANNER_LEASE_TTL", "2s")
+    assert lease_ttl(pipeline) == 2
+    monkeypatch.setenv("PLANNER_LEASE_TTL", "soon")
+    with pytest.raises(UsageError, match="PLANNER_LEASE_TTL"):
+        lease_ttl(pipeline)

@@ -188,3 +188,17 @@ def test_bad_selection_is_refused_before_anything_runs(
     with pytest.raises(UsageError, match="no run"):
         Runner(p, store, RunRequest(resume="nope")).run()
     assert store.list_runs() == []
+
+
+def test_auto_concurrency_from_cpus_and_memory(make_pipeline: MakePipeline) -> None:
+    import psutil
+
+    from planner.execution import auto_concurrency
+
+    cpus = psutil.cpu_count() or 1
+    steps = [{"id": "s", "command": ["true"]}]
+    assert auto_concurrency(make_pipeline(steps=steps)) == cpus
+    assert auto_concurrency(make_pipeline(concurrency={"max": 7}, steps=steps)) == 7
+    free = psutil.virtual_memory().available
+    huge = make_pipeline(concurrency={"memory_per_task": free * 2 // 3}, steps=steps)
+    assert auto_concurrency(huge) == 1
