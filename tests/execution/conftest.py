@@ -34,9 +34,14 @@ def make_pipeline(tmp_path: Path) -> Callable[..., Pipeline]:
     return make
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    with HistoryStore(f"sqlite:///{tmp_path / 'state' / 'history.db'}") as opened:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[HistoryStore]:
+    """The history the runner writes to: a new SQLite file, or an empty PostgreSQL database."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
+    else:
+        url = request.getfixturevalue("pg_fresh_url")
+    with HistoryStore(url) as opened:
         yield opened
 
 
