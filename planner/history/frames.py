@@ -59,15 +59,13 @@ def read_attempts(
     until: datetime | None = None,
 ) -> pd.DataFrame:
     """Attempts started in ``[since, until)`` (of ``pipeline``), ordered by start."""
-    import pandas as pd
-
     # Times are read raw (text on SQLite, aware datetimes on servers) and parsed by
     # pandas in one vectorised call instead of one Python object per value.
-    columns = [
+    selected = [
         type_coerce(attempts.c[name], String).label(name) if name in _TIMES else attempts.c[name]
         for name in FRAME_COLUMNS
     ]
-    query = select(*columns).order_by(attempts.c.started_at, attempts.c.attempt_id)
+    query = select(*selected).order_by(attempts.c.started_at, attempts.c.attempt_id)
     if pipeline is not None:
         query = query.where(attempts.c.pipeline == pipeline)
     if since is not None:
@@ -76,42 +74,44 @@ def read_attempts(
         query = query.where(attempts.c.started_at < ensure_utc(until))
     result = conn.execute(query)
     # Plain driver tuples: no column here has a result processor (times are coerced to
-    # text above), and pandas reads tuples far faster than SQLAlchemy Row objects.
+    # text above), and they are far cheaper than SQLAlchemy Row objects.
     records = result.cursor.fetchall() if result.cursor is not None else []
     result.close()
-    frame = pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS), coerce_float=False)
-    return _typed(frame)
+    columns: list[tuple[Any, ...]] = (
+        list(zip(*records, strict=True)) if records else [()] * len(FRAME_COLUMNS)
+    )
+    return _typed(dict(zip(FRAME_COLUMNS, columns, strict=True)), len(records))
 
 
 def empty_attempts_frame() -> pd.DataFrame:
     """A frame with the attempts columns and dtypes and no rows."""
-    import pandas as pd
-
-    return _typed(pd.DataFrame({name: [] for name in FRAME_COLUMNS}))
+    return _typed(dict.fromkeys(FRAME_COLUMNS, ()), 0)
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+def _typed(columns: dict[str, tuple[Any, ...]], n: int) -> pd.DataFrame:
+    """The frame, one column at a time from the driver's values."""
+    import numpy as np
     import pandas as pd
 
     out: dict[str, Any] = {}
     cache: dict[str, dict[str, Any]] = {}
     for name, dtype in FRAME_DTYPES.items():
-        column = frame[name]
+        values = np.array(columns[name], dtype=object) if n else np.array([], dtype=object)
         if name in _TIMES:
-            out[name] = pd.to_datetime(column, utc=True, format="ISO8601").astype(cast(Any, dtype))
+            out[name] = pd.to_datetime(values, utc=True, format="ISO8601").astype(dtype)
         elif name == "params":
-            out[name] = pd.Series(
-                [_params(text, cache) for text in column], index=frame.index, dtype=object
-            )
+            params = np.empty(n, dtype=object)
+            params[:] = [_params(text, cache) for text in columns[name]]
+            out[name] = params
         elif dtype == "float64":
-            out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
-        elif dtype in ("int64", "Int64"):
-            out[name] = pd.array(column.to_numpy(dtype=object), dtype="Int64")
-            if dtype == "int64":
-                out[name] = pd.Series(out[name], index=frame.index).astype("int64")
+            out[name] = values.astype("float64")  # None -> NaN
+        elif dtype == "int64":
+            out[name] = values.astype("int64")
+        elif dtype == "Int64":
+            out[name] = pd.array(values, dtype="Int64")
         else:
-            out[name] = column.astype(cast(Any, dtype))
-    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
+            out[name] = pd.array(values, dtype=cast(Any, dtype))
+    return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
 def _params(text: Any, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:

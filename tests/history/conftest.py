@@ -27,4 +27,5 @@ def store(store_url: str) -> Iterator[HistoryStore]:
     """The same contract, once per backend."""
     history = HistoryStore(store_url)
     yield history
+    assert history._engine.pool.checkedout() == 0, "a connection was left checked out"
     history.close()

@@ -18,11 +18,11 @@ WORKER = Path(__file__).with_name("lease_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def race(url: str, tmp_path: Path, n: int) -> list[dict[str, object]]:
+def race(url: str, tmp_path: Path, n: int, mode: str = "lease") -> list[dict[str, object]]:
     """``n`` processes open ``url`` and ask for one lease at the same moment."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     launcher = subprocess.Popen(
-        [sys.executable, str(WORKER), url, str(tmp_path), str(n)],
+        [sys.executable, str(WORKER), url, str(tmp_path), str(n), mode],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
     try:
@@ -76,5 +76,18 @@ def test_twenty_processes_on_a_new_postgres_database_one_lease(
     try:
         lease = store.get_lease("race")
         assert lease is not None and lease.owner_id == winners[0]["holder"]
+    finally:
+        store.close()
+
+
+def test_concurrent_writers_lose_no_row(store_url: str, tmp_path: Path) -> None:
+    results = race(store_url, tmp_path, 6, mode="write")
+    assert [r["written"] for r in results] == [50] * 6
+    store = HistoryStore(store_url)
+    try:
+        frame = store.attempts_frame("race")
+        assert len(frame) == 300
+        assert set(frame["status"]) == {"succeeded"}
+        assert frame.groupby("run_id").size().to_dict() == {f"run-{i}": 50 for i in range(6)}
     finally:
         store.close()

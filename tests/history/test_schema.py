@@ -95,3 +95,12 @@ def test_locked_beyond_the_busy_timeout_is_a_store_error(
     finally:
         blocker.close()
         store.close()
+
+
+def test_importing_the_history_does_not_import_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, planner.history; print('pandas' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
