@@ -247,22 +247,34 @@ def _running(starts: np.ndarray, finishes: np.ndarray, at: np.ndarray) -> np.nda
 
 
 def _param_columns(params: Sequence[object]) -> dict[str, np.ndarray]:
-    """Numeric params as ``param.NAME`` columns (the most frequent names, at most 20)."""
-    found: dict[str, dict[int, float]] = {}
+    """Numeric params as ``param.NAME`` columns (the most frequent names, at most 20).
+
+    Each distinct mapping object is read once (planned tasks of a step share theirs)."""
+    n = len(params)
+    slot: dict[int, int] = {}
+    distinct: list[object] = []
+    index = np.empty(n, dtype=np.int64)
     for i, p in enumerate(params):
+        j = slot.get(id(p))
+        if j is None:
+            j = slot[id(p)] = len(distinct)
+            distinct.append(p)
+        index[i] = j
+    weight = np.bincount(index, minlength=len(distinct)) if n else np.zeros(0, dtype=np.int64)
+    found: dict[str, dict[int, float]] = {}
+    for j, p in enumerate(distinct):
         if isinstance(p, Mapping):
             for name, value in p.items():
                 if type(value) in _NUMBERS:
-                    found.setdefault(str(name), {})[i] = float(value)
-    names = sorted(found, key=lambda n: (-len(found[n]), n))[:_MAX_PARAM_FEATURES]
+                    found.setdefault(str(name), {})[j] = float(value)
+    used = {name: int(weight[list(values)].sum()) for name, values in found.items()}
+    names = sorted(found, key=lambda name: (-used[name], name))[:_MAX_PARAM_FEATURES]
     out: dict[str, np.ndarray] = {}
     for name in names:
-        col = np.full(len(params), np.nan)
+        per_distinct = np.full(len(distinct), np.nan)
         values = found[name]
-        col[np.fromiter(values.keys(), dtype=np.int64, count=len(values))] = np.fromiter(
-            values.values(), dtype="float64", count=len(values)
-        )
-        out[f"param.{name}"] = col
+        per_distinct[list(values)] = list(values.values())
+        out[f"param.{name}"] = per_distinct[index]
     return out
 
 

@@ -8,8 +8,8 @@ attempt_features`) in start-time order and:
 1. splits off the last ``validation_fraction`` of the rows (a time-ordered slice);
 2. fits the candidate variants on the earlier rows: ``hgb`` (HistGradientBoosting with
    absolute error on log duration, i.e. the conditional median, which serves both MAE and
-   MdAPE), ``residual`` (the same on log(actual / grouped last-2 mean)), their ``blend``
-   (mean on the log scale), ``ensemble`` (log-mean of ``residual``, last-2 and last-10),
+   MdAPE), ``residual`` (the same on log(actual / grouped last-2 mean)), ``ensemble``
+   (log-mean of ``residual``, last-2 and last-10),
    ``mix`` (log-mean of last-2 and last-10) and the baselines ``last2`` and ``last10``;
 3. keeps the variant with the best validation score (MdAPE and MAE, each relative to the
    better baseline; the ensemble unless another is ``prefer_margin`` better: averages
@@ -37,7 +37,7 @@ from planner.learning.conformal import AdaptiveConformal
 
 __all__ = ["VARIANTS", "DurationModel", "ModelBundle", "point_scores"]
 
-VARIANTS = ("hgb", "residual", "blend", "ensemble", "mix", "last2", "last10")
+VARIANTS = ("hgb", "residual", "ensemble", "mix", "last2", "last10")
 _BASELINE_VARIANTS = ("last2", "last10")
 
 
@@ -59,10 +59,13 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     quantile : coverage target of the bound
     use_hgb : False keeps only the baselines (for little history)
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf : gradient boosting settings
-    quantile_max_iter : boosting iterations of the quantile model (fewer: faster to predict)
+    quantile_max_iter, quantile_learning_rate : the same for the quantile model of the bound
+        (fewer iterations: faster predictions)
     validation_fraction : last part of the rows used to pick the variant and calibrate
     gamma, window : ACI step size and score window of the bound
     prefer_margin : the ensemble is kept unless a variant scores this much better
+    max_rows : fit on the most recent rows only (older history matters less under drift,
+        and it bounds the nightly fit time); ``None``: every row
     threads : OpenMP threads for the fits (``None``: leave as is)
     random_state : seed of the gradient boosting
     """
@@ -72,15 +75,17 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         *,
         quantile: float = 0.95,
         use_hgb: bool = True,
-        max_iter: int = 150,
-        learning_rate: float = 0.1,
+        max_iter: int = 200,
+        learning_rate: float = 0.08,
         quantile_max_iter: int = 100,
+        quantile_learning_rate: float = 0.1,
         max_leaf_nodes: int = 31,
         min_samples_leaf: int = 20,
         validation_fraction: float = 0.2,
         gamma: float = 0.005,
         window: int = 5000,
         prefer_margin: float = 0.03,
+        max_rows: int | None = 200_000,
         threads: int | None = 1,
         random_state: int = 0,
     ) -> None:
@@ -88,6 +93,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self.use_hgb = use_hgb
         self.max_iter = max_iter
         self.quantile_max_iter = quantile_max_iter
+        self.quantile_learning_rate = quantile_learning_rate
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
@@ -95,6 +101,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self.gamma = gamma
         self.window = window
         self.prefer_margin = prefer_margin
+        self.max_rows = max_rows
         self.threads = threads
         self.random_state = random_state
 
@@ -106,7 +113,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         return HistGradientBoostingRegressor(
             loss=loss,
             max_iter=self.quantile_max_iter if loss == "quantile" else self.max_iter,
-            learning_rate=self.learning_rate,
+            learning_rate=self.quantile_learning_rate if loss == "quantile" else self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes,
             min_samples_leaf=self.min_samples_leaf,
             early_stopping=False,
@@ -114,11 +121,12 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             **extra,
         )
 
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
-        cols = X.reindex(columns=self.feature_names_)
-        b2 = self.last2_.predict(X)
-        out = np.column_stack([cols.to_numpy(dtype="float64"), np.log(b2)])
-        return out
+    def _matrix(self, X: pd.DataFrame, log_b2: np.ndarray | None = None) -> np.ndarray:
+        """The boosting input: the fitted feature columns, then log of the grouped last-2."""
+        if log_b2 is None:
+            log_b2 = np.log(self.last2_.predict(X))
+        cols = X.reindex(columns=self.feature_names_).to_numpy(dtype="float64")
+        return np.column_stack([cols, log_b2])
 
     def fit(self, X: pd.DataFrame, y: Any) -> DurationModel:
         """Fit the variants, pick one on the validation slice, calibrate the bound."""
@@ -131,6 +139,10 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         y = np.asarray(y, dtype="float64")
         if len(y) != len(X) or len(y) == 0:
             raise ValueError("X and y must have the same, non-zero number of rows")
+        if self.max_rows is not None and len(y) > self.max_rows:
+            if self.max_rows < 1:
+                raise ValueError(f"max_rows must be >= 1, got {self.max_rows!r}")
+            X, y = X.iloc[-self.max_rows :], y[-self.max_rows :]
         if not np.all(np.isfinite(y) & (y > 0)):
             raise ValueError("durations must be finite and > 0")
         self.n_features_in_ = X.shape[1]
@@ -159,7 +171,6 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
                 p_res = res.predict(M[tail]) + log_b2[tail]
                 candidates["hgb"] = np.exp(p_hgb)
                 candidates["residual"] = np.exp(p_res)
-                candidates["blend"] = np.exp((p_hgb + p_res) / 2.0)
                 candidates["ensemble"] = np.exp(
                     (p_res + np.log(candidates["last2"]) + np.log(candidates["last10"])) / 3.0
                 )
@@ -171,9 +182,9 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             self.variant_ = self._pick()
             self.hgb_: Any = None
             self.residual_: Any = None
-            if self.variant_ in ("hgb", "blend"):
+            if self.variant_ == "hgb":
                 self.hgb_ = self._hgb("absolute_error").fit(M, logy)
-            if self.variant_ in ("residual", "blend", "ensemble"):
+            if self.variant_ in ("residual", "ensemble"):
                 self.residual_ = self._hgb("absolute_error").fit(M, logy - M[:, -1])
             self.quantile_model_: Any = None
             if self.use_hgb and n_val > 0:
@@ -216,43 +227,45 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_log(self, X: pd.DataFrame) -> np.ndarray:
         """Log of the point prediction."""
-        return np.asarray(self._variant_log(X), dtype="float64")
-
-    def _variant_log(self, X: pd.DataFrame) -> Any:
-        log_b2 = np.log(self.last2_.predict(X))
-        if self.variant_ == "last2":
-            return log_b2
-        log_b10 = np.log(self.last10_.predict(X))
-        if self.variant_ == "last10":
-            return log_b10
-        if self.variant_ == "mix":
-            return (log_b2 + log_b10) / 2.0
-        with _threads(self.threads):
-            M = self._matrix(X)
-            if self.variant_ == "hgb":
-                return self.hgb_.predict(M)
-            res = self.residual_.predict(M) + M[:, -1]
-            if self.variant_ == "residual":
-                return res
-            if self.variant_ == "ensemble":
-                return (res + log_b2 + log_b10) / 3.0
-            return (self.hgb_.predict(M) + res) / 2.0
+        return self.predict_both(X, center=False)[0]
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Point predictions in seconds."""
         return np.asarray(np.exp(self.predict_log(X)), dtype="float64")
 
-    def predict_both(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """(log point prediction, log center of the bound) in one pass."""
-        point_log = self.predict_log(X)
-        return point_log, self.predict_center(X, point_log)
-
     def predict_center(self, X: pd.DataFrame, point_log: np.ndarray | None = None) -> np.ndarray:
         """Log-scale center of the bound: the quantile model, else the point prediction."""
-        if self.quantile_model_ is None:
-            return self.predict_log(X) if point_log is None else point_log
+        if self.quantile_model_ is None and point_log is not None:
+            return point_log
+        return self.predict_both(X)[1]
+
+    def predict_both(self, X: pd.DataFrame, center: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(log point prediction, log center of the bound) in one pass over ``X``."""
+        log_b2 = np.log(self.last2_.predict(X))
+        log_b10 = np.log(self.last10_.predict(X))
+        variant = self.variant_
+        boosted = variant in ("hgb", "residual", "ensemble")
+        need_matrix = boosted or (center and self.quantile_model_ is not None)
         with _threads(self.threads):
-            return np.asarray(self.quantile_model_.predict(self._matrix(X)), dtype="float64")
+            M = self._matrix(X, log_b2) if need_matrix else None
+            point: Any
+            if variant == "last2":
+                point = log_b2
+            elif variant == "last10":
+                point = log_b10
+            elif variant == "mix":
+                point = (log_b2 + log_b10) / 2.0
+            elif variant == "hgb":
+                point = self.hgb_.predict(M)
+            else:
+                res = self.residual_.predict(M) + log_b2
+                point = res if variant == "residual" else (res + log_b2 + log_b10) / 3.0
+            point = np.asarray(point, dtype="float64")
+            if not center:
+                return point, point
+            if self.quantile_model_ is None:
+                return point, point
+            return point, np.asarray(self.quantile_model_.predict(M), dtype="float64")
 
     def source(self) -> str | None:
         """``"model"`` for a boosting variant, else None (the baseline names its group)."""

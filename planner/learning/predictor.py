@@ -20,6 +20,7 @@ well under 100 ms: the history features are looked up in a per-group snapshot.
 from __future__ import annotations
 
 import copy
+import gc
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -171,6 +172,17 @@ class Predictor:
         """Point prediction, upper bound (never below it) and source of every task."""
         if not tasks:
             return []
+        # Creating ~10 objects per task would trigger full garbage collections that walk
+        # the whole history frame (its params dicts): they cost more than the prediction.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            return self._predict(tasks, now)
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _predict(self, tasks: Sequence[TaskQuery], now: datetime) -> list[TaskEstimate]:
         memory: list[float | None] = (
             self.memory.predict_keys([t.step for t in tasks], [t.account for t in tasks])
             if self.memory is not None
