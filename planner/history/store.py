@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from planner.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from planner.errors import StoreError
 from planner.history import leases as lease_ops
+from planner.history.bulk import BulkInsert
 from planner.history.database import IMMEDIATE, ensure_schema, mask_url, open_engine, store_errors
 from planner.history.location import history_url
 from planner.history.records import (
@@ -36,7 +37,6 @@ from planner.history.records import (
     RunStatus,
 )
 from planner.history.rows import (
-    IMPORT_ORDER,
     attempt_record,
     import_row,
     outcome_values,
@@ -300,7 +300,7 @@ class HistoryStore:
         """
         inserted = total = 0
         with self._write() as conn:
-            insert_many = _BulkInsert(conn)
+            insert_many = BulkInsert(conn, self.url)
             batch: list[dict[str, Any]] = []
             for number, raw in enumerate(rows, start=1):
                 try:
@@ -422,58 +422,3 @@ class HistoryStore:
         with self._read() as conn:
             rows = conn.execute(select(runs).where(runs.c.run_id.in_(list(run_ids))))
             return {r.run_id: run_record(r) for r in rows}
-
-
-class _BulkInsert:
-    """``INSERT ... ON CONFLICT DO NOTHING`` of many rows through the driver's executemany.
-
-    The statement is compiled once for the connection's dialect; values go through each
-    column type's own bind processor (so times are stored exactly as single writes store
-    them), and the count of inserted rows comes from the driver's rowcount.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        name = conn.dialect.name
-        if name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-            stmt: Any = sqlite_insert(attempts)
-        elif name == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            stmt = pg_insert(attempts)
-        else:
-            raise StoreError(
-                mask_url(conn.engine.url), f"importing needs SQLite or PostgreSQL, not {name}"
-            )
-        stmt = stmt.values({c: bindparam(c) for c in IMPORT_ORDER}).on_conflict_do_nothing()
-        compiled = stmt.compile(dialect=conn.dialect)
-        self._conn = conn
-        self._sql = str(compiled)
-        self._names: tuple[str, ...] = tuple(compiled.positiontup or IMPORT_ORDER)
-        self._positional = bool(compiled.positional)
-        self._processors = {
-            c: proc
-            for c in IMPORT_ORDER
-            if (proc := _bind_processor(attempts.c[c].type, conn.dialect)) is not None
-        }
-
-    def __call__(self, rows: list[dict[str, Any]]) -> int:
-        for row in rows:
-            for column, proc in self._processors.items():
-                value = row[column]
-                if value is not None:
-                    row[column] = proc(value)
-        params: list[Any]
-        if self._positional:
-            names = self._names
-            params = [tuple([row[n] for n in names]) for row in rows]
-        else:
-            params = rows
-        result = self._conn.exec_driver_sql(self._sql, params)
-        return int(result.rowcount)
-
-
-def _bind_processor(type_: Any, dialect: Any) -> Any:
-    """The full bind processor of a column type for a dialect (TypeDecorator and impl)."""
-    return type_.dialect_impl(dialect).bind_processor(dialect)
