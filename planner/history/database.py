@@ -170,7 +170,10 @@ def _ensure_wal(engine: Engine, where: str) -> None:
     with engine.connect() as conn:  # (wraps connection errors, unlike raw_connection)
         driver = conn.connection.driver_connection
         assert driver is not None
-        mode = driver.execute("PRAGMA journal_mode").fetchone()[0]
+        try:
+            mode = driver.execute("PRAGMA journal_mode").fetchone()[0]
+        except Exception as exc:  # sqlite3.DatabaseError: file is not a database
+            raise StoreError(where, str(exc) or type(exc).__name__) from exc
         while mode not in {"wal", "memory"}:
             try:
                 mode = driver.execute("PRAGMA journal_mode = WAL").fetchone()[0]

@@ -104,3 +104,10 @@ def test_importing_the_history_does_not_import_pandas() -> None:
     code = "import sys, planner.history; print('pandas' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_file_that_is_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    path.write_bytes(b"this is not SQLite at all, " * 100)
+    with pytest.raises(StoreError, match="file is not a database"):
+        HistoryStore(f"sqlite:///{path}")
