@@ -135,7 +135,11 @@ def handle_runs(args: argparse.Namespace) -> int:
 
     table = Table(title=f"runs in {store.url}", title_justify="left")
     for column in ("run", "pipeline", "status", "started", "duration", "tasks"):
-        table.add_column(column, justify="right" if column == "duration" else "left")
+        table.add_column(
+            column,
+            justify="right" if column == "duration" else "left",
+            no_wrap=column in ("run", "started", "status"),
+        )
     for row in rows:
         duration = row["duration_s"]
         tasks = ", ".join(f"{k} {v}" for k, v in row["tasks"].items())
@@ -195,7 +199,7 @@ def print_show(document: dict[str, Any]) -> None:
     )
     table = Table()
     for column in ("step", "account", "try", "status", "started", "duration", "exit"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("status", "started", "duration"))
     for column in ("class", "peak MB", "cpu s"):
         table.add_column(column, justify="right")
     for a in document["attempts"]:
@@ -204,7 +208,7 @@ def print_show(document: dict[str, Any]) -> None:
             a["account"] or "",
             str(a["attempt"]),
             _styled(a["status"]),
-            (a["started_at"] or "")[11:23],
+            (a["started_at"] or "")[11:19],
             format_duration(a["duration_s"]) if a["duration_s"] is not None else "",
             "" if a["exit_code"] is None else str(a["exit_code"]),
             a["error_class"] or "",
