@@ -38,9 +38,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(".planner") / "demo",
+        default=Path(".planner-demo"),
         metavar="DIR",
-        help="where the demo keeps its pipeline, history and logs (./.planner/demo)",
+        help="where the demo keeps its pipeline, history and logs (./.planner-demo)",
     )
     parser.add_argument(
         "--runs",
