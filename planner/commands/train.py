@@ -180,9 +180,35 @@ def _print_result(result: TrainingResult, quantile: float) -> None:
         )
         if halves:
             console.print(halves)
+    if ev is not None and len(ev.per_step) > 1:
+        _print_steps(console, ev.per_step)
     kind = "baselines only" if result.baselines_only else f"model variant {result.variant}"
     console.print(
         f"saved {result.model_id} ({kind}, {result.seconds:.1f} s); live: {result.current_id}"
     )
     for note in result.messages:
         console.print(f"note: {note}")
+
+
+def _print_steps(console: Any, per_step: dict[str, dict[str, dict[str, float]]]) -> None:
+    """Per step (the 10 with most holdout attempts): model vs the grouped baselines."""
+    from rich.table import Table
+
+    steps = sorted(per_step, key=lambda s: (-per_step[s]["model"]["n"], s))
+    shown = steps[:10]
+    title = "per step" + (f" (10 of {len(steps)}, most attempts first)" if len(steps) > 10 else "")
+    table = Table(title=title, title_justify="left")
+    for column in ("step", "n", "model MdAPE", "last2", "last10", "model MAE s", "overrun"):
+        table.add_column(column, justify="left" if column == "step" else "right")
+    for step in shown:
+        m = per_step[step]
+        table.add_row(
+            step,
+            str(int(m["model"]["n"])),
+            _fmt(m["model"]["mdape"], "pct"),
+            _fmt(m["last2"]["mdape"], "pct"),
+            _fmt(m["last10"]["mdape"], "pct"),
+            _fmt(m["model"]["mae_s"], "s"),
+            _fmt(m["model"]["overrun"], "pct"),
+        )
+    console.print(table)

@@ -93,7 +93,7 @@ def test_train_every_pipeline_prints_the_table(
     code = main(["train", "--db", history_db, "--models", str(tmp_path / "m")])
     out = capsys.readouterr().out
     assert code == 0
-    for text in ("syn", "small", "last10_x1.2", "MdAPE", "overrun", "baselines only"):
+    for text in ("syn", "small", "last10_x1.2", "MdAPE", "overrun", "baselines only", "per step"):
         assert text in out
     registry = Registry(tmp_path / "m")
     assert registry.current_id("syn") and registry.current_id("small")
