@@ -251,6 +251,8 @@ class RunLoop:
             return
         self.sampler.add(process.pid)
         timeout = step.timeout if isinstance(step.timeout, float) else None
+        if step.timeout == "auto" and self.r.request.auto_timeouts:
+            timeout = self.r.request.auto_timeouts.get(key)
         deadline = started_mono + timeout if timeout is not None else None
         self._jobs.put((key, process, deadline))
         row = self._start_row(

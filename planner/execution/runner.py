@@ -61,6 +61,11 @@ class RunRequest:
     accounts: Sequence[str] | None = None
     resume: str | None = None
     concurrency: int | None = None
+    #: Seconds per task for steps with ``timeout: auto`` (e.g. a plan's upper bounds);
+    #: such a step's tasks missing here run without a timeout.
+    auto_timeouts: Mapping[TaskKey, float] | None = None
+    #: Start order among ready tasks: higher first (e.g. predicted seconds: longest first).
+    priority: Mapping[TaskKey, float] | None = None
     stop_grace: float = 10.0
     kill_grace: float = 5.0
     sample_interval: float = 0.25
@@ -226,7 +231,7 @@ class Runner:
         from planner.history import LeaseOwner
 
         steps, accounts, done, selection = self._plan_tasks()
-        graph = TaskGraph(steps, accounts, done)
+        graph = TaskGraph(steps, accounts, done, self.request.priority)
         limit = self.request.concurrency or auto_concurrency(self.pipeline)
         run_id = new_run_id(self.clock.now())
         owner = LeaseOwner(uuid.uuid4().hex, self.host, os.getpid(), run_id)

@@ -11,7 +11,7 @@ the run a resume continues) count as succeeded and are not run again.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -56,11 +56,17 @@ class TaskGraph:
     """The tasks of one run and their states.
 
     ``steps`` are the selected steps in dependency order; a dependency on a step that is
-    not selected is taken as satisfied (the selection rules already checked it).
+    not selected is taken as satisfied (the selection rules already checked it). Among
+    ready tasks, a higher ``priority`` (for example a predicted duration, to start the
+    longest first) goes first, then step and account order.
     """
 
     def __init__(
-        self, steps: Sequence[Step], accounts: Sequence[str], done: Iterable[TaskKey] = ()
+        self,
+        steps: Sequence[Step],
+        accounts: Sequence[str],
+        done: Iterable[TaskKey] = (),
+        priority: Mapping[TaskKey, float] | None = None,
     ) -> None:
         self.steps = list(steps)
         self.accounts = list(accounts)
@@ -84,10 +90,11 @@ class TaskGraph:
         for node in self._nodes.values():
             for dep in node.deps:
                 self._nodes[dep].dependents.add(node.key)
+        self._priority = dict(priority or {})
         self.done_before = {k for k in done_set if k in self._nodes}
         for done_key in self.done_before:
             self._nodes[done_key].state = TaskState.SUCCEEDED
-        self._ready: list[tuple[int, TaskKey]] = []
+        self._ready: list[tuple[float, int, TaskKey]] = []
         for node in self._nodes.values():
             self._push_if_ready(node)
 
@@ -96,7 +103,8 @@ class TaskGraph:
         if node.state is TaskState.PENDING and all(
             nodes[d].state is TaskState.SUCCEEDED for d in node.deps
         ):
-            heapq.heappush(self._ready, (node.order, node.key))
+            rank = -self._priority.get(node.key, 0.0)
+            heapq.heappush(self._ready, (rank, node.order, node.key))
 
     def _keys(self, step: Step) -> list[TaskKey]:
         if step.per_account:
@@ -130,12 +138,12 @@ class TaskGraph:
         return bool(self._ready)
 
     def pop_ready(self) -> TaskKey | None:
-        """The next pending task whose dependencies all succeeded (step, then account order)."""
+        """The next pending task whose dependencies all succeeded (by priority, then order)."""
         self._drop_stale()
-        return heapq.heappop(self._ready)[1] if self._ready else None
+        return heapq.heappop(self._ready)[2] if self._ready else None
 
     def _drop_stale(self) -> None:
-        while self._ready and self._nodes[self._ready[0][1]].state is not TaskState.PENDING:
+        while self._ready and self._nodes[self._ready[0][2]].state is not TaskState.PENDING:
             heapq.heappop(self._ready)
 
     def pending(self) -> list[TaskKey]:

@@ -71,3 +71,15 @@ def test_done_tasks_are_not_run_again(make_pipeline: Callable[..., Pipeline]) ->
     graph.succeed(TaskKey("clean", "a"))
     assert drain(graph) == [TaskKey("merge")]
     assert graph.state(TaskKey("catalog")) is TaskState.SUCCEEDED
+
+
+def test_priority_starts_the_longest_first(make_pipeline: Callable[..., Pipeline]) -> None:
+    p = make_pipeline(
+        accounts=["a", "b", "c"],
+        steps=[{"id": "s", "command": ["true"], "per_account": True}],
+    )
+    plain = TaskGraph(list(p.steps), ["a", "b", "c"])
+    assert [k.account for k in drain(plain)] == ["a", "b", "c"]
+    predicted = {TaskKey("s", "a"): 5.0, TaskKey("s", "b"): 50.0, TaskKey("s", "c"): 20.0}
+    ranked = TaskGraph(list(p.steps), ["a", "b", "c"], priority=predicted)
+    assert [k.account for k in drain(ranked)] == ["b", "c", "a"]
