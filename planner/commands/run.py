@@ -126,6 +126,8 @@ def handle(args: argparse.Namespace) -> int:
                 f"marked abandoned, {result.takeover.interrupted} task(s) interrupted, "
                 f"{result.takeover.groups_stopped} process group(s) stopped"
             )
+        if result.lease_lost:
+            print("the lease was lost to another run (database unreachable or too slow?): stopped")
         print(f"logs: {logs}")
         print(f"history: {store.url}  (planner show {result.run_id})")
     return result.exit_code

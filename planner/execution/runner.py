@@ -80,6 +80,8 @@ class RunResult:
     counts: dict[str, int]
     concurrency: int
     takeover: Takeover | None = None
+    #: The lease was taken by another run (this one then stopped as on a signal).
+    lease_lost: bool = False
 
     @property
     def exit_code(self) -> int:
@@ -269,6 +271,7 @@ class Runner:
                 counts=self.store.run_task_counts(run_id),
                 concurrency=limit,
                 takeover=guards.takeover,
+                lease_lost=self._lease_lost,
             )
         if self.observer is not None:
             self.observer.run_finished(result)
