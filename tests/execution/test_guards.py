@@ -18,7 +18,7 @@ import yaml
 from planner.clock import SYSTEM_CLOCK
 from planner.config import load_pipeline
 from planner.errors import RunActiveError, UsageError
-from planner.execution import Runner, lease_ttl
+from planner.execution import Runner, RunRequest, lease_ttl
 from planner.history import AttemptStart, HistoryStore, LeaseOwner
 
 from .conftest import live, planner_cli, wait_for
@@ -241,3 +241,24 @@ def test_lease_ttl_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("PLANNER_LEASE_TTL", "soon")
     with pytest.raises(UsageError, match="PLANNER_LEASE_TTL"):
         lease_ttl(pipeline)
+
+
+def test_a_run_that_loses_its_lease_stops(tmp_path: Path) -> None:
+    pipeline = load_pipeline(write(tmp_path / "p.yaml", state_dir="s", lease_ttl="0.3s",
+                                   steps=[{"id": "s", "command": ["sleep", "20"]}]))  # fmt: skip
+    with HistoryStore(f"sqlite:///{tmp_path / 'history.db'}") as store:
+
+        def steal() -> None:
+            wait_for(lambda: store.get_lease("guarded") is not None, 10, "the lease")
+            holder = store.get_lease("guarded")
+            assert holder is not None
+            store.release_lease("guarded", holder.owner_id)  # as if another run took it
+
+        thief = threading.Thread(target=steal)
+        thief.start()
+        t0 = time.monotonic()
+        result = Runner(pipeline, store, RunRequest(stop_grace=0.1, kill_grace=0.2)).run()
+        thief.join()
+        assert result.lease_lost and result.status == "cancelled"
+        assert time.monotonic() - t0 < 5
+        assert store.run_task_counts(result.run_id) == {"cancelled": 1}
