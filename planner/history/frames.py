@@ -2,6 +2,8 @@
 
 Columns and dtypes are those of docs/ARCHITECTURE.md ("The attempts DataFrame"); times
 are ``datetime64[us, UTC]``. pandas is imported here only, when a frame is asked for.
+Rows with equal ``params`` share one dict object (it saves a copy per row): read them,
+do not edit them in place.
 """
 
 from __future__ import annotations
@@ -121,5 +123,5 @@ def _params(text: Any, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if parsed is None:
         parsed = json.loads(text)
         cache[text] = parsed
-    # each row gets its own dict so that editing one row never changes another
-    return dict(parsed)
+    # rows with the same parameters share one dict: treat them as read-only
+    return parsed

@@ -67,7 +67,7 @@ class HistoryStore:
     ``HistoryStore(url)`` creates the schema if absent (safe when many processes open a
     database that does not exist yet), switches SQLite to WAL, and refuses a database
     whose schema version it does not know. ``alive`` decides whether a lease holder on
-    this host still runs (default: its pid exists and started before the lease).
+    this host still runs (default: its pid exists and is not a zombie).
     """
 
     def __init__(
