@@ -206,11 +206,11 @@ def test_a_second_signal_kills_at_once(tmp_path: Path) -> None:
 def test_heartbeat_keeps_the_lease_past_its_ttl(tmp_path: Path) -> None:
     """A run longer than the lease stays the only one: the heartbeat extends it."""
     db = f"sqlite:///{tmp_path / 'history.db'}"
-    steps = [{"id": "s", "command": ["sleep", "1.2"]}]
-    first = load_pipeline(write(tmp_path / "a" / "p.yaml", state_dir="s", lease_ttl="0.45s",
+    steps = [{"id": "s", "command": ["sleep", "2.2"]}]
+    first = load_pipeline(write(tmp_path / "a" / "p.yaml", state_dir="s", lease_ttl="0.9s",
                                 steps=steps))  # fmt: skip
     # Another state dir: no shared file lock, so only the lease can refuse the second run.
-    second = load_pipeline(write(tmp_path / "b" / "p.yaml", state_dir="s", lease_ttl="0.45s",
+    second = load_pipeline(write(tmp_path / "b" / "p.yaml", state_dir="s", lease_ttl="0.9s",
                                  steps=steps))  # fmt: skip
     with HistoryStore(db) as store:
         outcome: list[object] = []
@@ -218,7 +218,7 @@ def test_heartbeat_keeps_the_lease_past_its_ttl(tmp_path: Path) -> None:
         thread.start()
         try:
             wait_for(lambda: store.get_lease("guarded") is not None, 10, "the lease")
-            time.sleep(0.8)  # well past the 0.45 s ttl
+            time.sleep(1.3)  # well past the 0.9 s ttl
             holder = store.get_lease("guarded")
             assert holder is not None and holder.expires_at > SYSTEM_CLOCK.now()
             try:
