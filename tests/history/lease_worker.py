@@ -56,7 +56,8 @@ def child(url: str, folder: Path, index: int, mode: str) -> None:
     finally:
         store.close()
     line = json.dumps({"pid": os.getpid(), "acquired": result.acquired,
-                       "holder": result.holder.owner_id})  # fmt: skip
+                       "holder": result.holder.owner_id,
+                       "previous_run": result.previous_run_id})  # fmt: skip
     os.write(1, (line + "\n").encode())
     wait_for(folder / "done")
 

@@ -91,3 +91,22 @@ def test_concurrent_writers_lose_no_row(store_url: str, tmp_path: Path) -> None:
         assert frame.groupby("run_id").size().to_dict() == {f"run-{i}": 50 for i in range(6)}
     finally:
         store.close()
+
+
+@pytest.mark.slow
+def test_twenty_processes_take_over_an_expired_lease_once(store_url: str, tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from planner.history import LeaseOwner
+
+    store = HistoryStore(store_url)
+    try:
+        dead = LeaseOwner("dead-owner", "another-host", 1, "dead-run")
+        long_ago = datetime.now(UTC) - timedelta(hours=1)
+        assert store.acquire_lease("race", dead, 60, long_ago).acquired
+    finally:
+        store.close()
+    results = race(store_url, tmp_path, 20)
+    winners = [r for r in results if r["acquired"]]
+    assert len(winners) == 1 and winners[0]["previous_run"] == "dead-run"
+    assert {r["holder"] for r in results} == {winners[0]["holder"]}
