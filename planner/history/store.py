@@ -81,6 +81,7 @@ class HistoryStore:
         self._clock = clock
         self._alive = alive
         self._engine = open_engine(url)
+        self._write_engine = self._engine.execution_options(**IMMEDIATE)
         try:
             ensure_schema(self._engine, self.url)
         except BaseException:
@@ -114,10 +115,8 @@ class HistoryStore:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with store_errors(self.url), self._engine.connect() as plain:
-            conn = plain.execution_options(**IMMEDIATE)
-            with conn.begin():
-                yield conn
+        with store_errors(self.url), self._write_engine.connect() as conn, conn.begin():
+            yield conn
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
