@@ -77,7 +77,7 @@ class RunLoop:
         self._wall0 = self.clock.now()
         self._mono0 = self.clock.monotonic()
         self._cpu_count = os.cpu_count()
-        self._free_mem: tuple[float, float | None] = (-1e9, None)
+        self._machine_state: tuple[float, float | None, float | None] = (-1e9, None, None)
         self._seq = 0
         self._unwritten: list[tuple[RowRef, Any]] = []
         self.writer = RowWriter()
@@ -175,17 +175,18 @@ class RunLoop:
         self._write_starts()
 
     def _machine(self) -> tuple[float | None, float | None]:
-        try:
-            load: float | None = os.getloadavg()[0]
-        except OSError:
-            load = None
-        checked, free = self._free_mem
+        """Load average and available MiB, read at most once a second."""
+        checked, load, free = self._machine_state
         now = self.clock.monotonic()
         if now - checked > 1.0:
             import psutil
 
+            try:
+                load = os.getloadavg()[0]
+            except OSError:
+                load = None
             free = psutil.virtual_memory().available / (1024 * 1024)
-            self._free_mem = (now, free)
+            self._machine_state = (now, load, free)
         return load, free
 
     def _start_row(self, key: TaskKey, attempt: int, started: datetime, **extra: Any) -> Any:

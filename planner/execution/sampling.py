@@ -14,6 +14,7 @@ bound (their peaks need not coincide).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field
 
@@ -41,6 +42,20 @@ class TreeUsage:
         """
         peak = max(self.peak_rss_bytes, maxrss_kb * 1024)
         return (peak / (1024 * 1024) if peak > 0 else None), max(self.cpu_s, rusage_cpu_s)
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a live process (from ``/proc/<pid>/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / _TICKS
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _peak_rss(pid: int) -> int:
@@ -79,12 +94,10 @@ class TreeSampler:
     def add(self, pid: int) -> None:
         """Register a freshly spawned task and sample its root at once."""
         usage = TreeUsage()
-        try:
-            times = psutil.Process(pid).cpu_times()
-            usage.cpu_by_pid[pid] = times.user + times.system
+        cpu = _cpu_seconds(pid)
+        if cpu is not None:
+            usage.cpu_by_pid[pid] = cpu
             usage.peak_rss_bytes = _peak_rss(pid)
-        except psutil.Error:
-            pass
         with self._lock:
             self._trees[pid] = usage
 
