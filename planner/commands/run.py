@@ -215,7 +215,10 @@ class LiveProgress:
         self.run_id = run_id
         self.steps = {s: _StepProgress(total=n) for s, n in totals.items()}
         self.t0 = time.monotonic()
-        self.live.start()
+        from planner.execution.stopping import stop_signals_blocked
+
+        with stop_signals_blocked():  # rich's refresh thread must not take our signals
+            self.live.start()
         self._started = True
 
     def task_started(self, key: TaskKey, attempt: int) -> None:

@@ -13,6 +13,7 @@ from planner.execution.runner import (
     new_run_id,
 )
 from planner.execution.sampling import TreeSampler, TreeUsage
+from planner.execution.stopping import block_stop_signals, stop_signals_blocked
 from planner.execution.tasks import TaskGraph, TaskKey, TaskState
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "acquire_run_guards",
     "auto_concurrency",
     "backoff_delay",
+    "block_stop_signals",
     "classify_failure",
     "decide_retry",
     "handle_signals",
@@ -41,4 +43,5 @@ __all__ = [
     "lease_ttl",
     "new_run_id",
     "spawn",
+    "stop_signals_blocked",
 ]

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from planner.clock import Clock
 from planner.errors import PlannerError, RunActiveError, UsageError
 from planner.execution.process import kill_group
+from planner.execution.stopping import block_stop_signals
 from planner.units import parse_duration
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ class LeaseKeeper:
         self._thread.start()
 
     def _loop(self) -> None:
+        block_stop_signals()
         last_ok = self.clock.monotonic()
         while not self._stop.wait(self.ttl / 3):
             try:

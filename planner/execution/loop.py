@@ -24,6 +24,7 @@ from planner.errors import ExecutionError
 from planner.execution.process import ExitInfo, Launch, TaskProcess, log_tail, render_command, spawn
 from planner.execution.retry import decide_retry
 from planner.execution.sampling import TreeSampler, TreeUsage
+from planner.execution.stopping import block_stop_signals
 from planner.execution.tasks import TaskGraph, TaskKey
 from planner.execution.writer import RowRef, RowWriter
 
@@ -285,6 +286,7 @@ class RunLoop:
 
     def _watcher(self) -> None:
         """One of ``limit`` threads that wait for task processes, one at a time."""
+        block_stop_signals()
         while True:
             job = self._jobs.get()
             if job is None:

@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import socket
-import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from planner.clock import SYSTEM_CLOCK, Clock
@@ -34,6 +31,7 @@ from planner.config.selection import select_steps
 from planner.errors import UsageError
 from planner.execution.guards import Takeover, acquire_run_guards
 from planner.execution.loop import RunLoop
+from planner.execution.stopping import handle_signals as _handle_signals
 from planner.execution.tasks import TaskGraph, TaskKey
 
 if TYPE_CHECKING:
@@ -119,22 +117,9 @@ def auto_concurrency(pipeline: Pipeline) -> int:
     return max(1, min(cpus, by_memory))
 
 
-@contextmanager
-def handle_signals(runner: Runner) -> Iterator[None]:
+def handle_signals(runner: Runner) -> AbstractContextManager[None]:
     """SIGINT and SIGTERM call ``runner.request_stop`` while the block runs."""
-
-    def on_signal(_signum: int, _frame: FrameType | None) -> None:
-        runner.request_stop()
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return _handle_signals(runner.request_stop)
 
 
 class Runner:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from planner.execution.stopping import block_stop_signals
+
 __all__ = ["TreeSampler", "TreeUsage"]
 
 
@@ -134,5 +136,6 @@ class TreeSampler:
                 usage.peak_rss_bytes = max(usage.peak_rss_bytes, total)
 
     def _loop(self) -> None:
+        block_stop_signals()
         while not self._stop.wait(self.interval):
             self.sample()

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from planner.execution.stopping import block_stop_signals
+
 __all__ = ["RowRef", "RowWriter"]
 
 
@@ -52,6 +54,7 @@ class RowWriter:
             raise error
 
     def _loop(self) -> None:
+        block_stop_signals()
         while True:
             write = self._queue.get()
             try:
