@@ -192,6 +192,7 @@ class LiveProgress:
         self._started = False
 
     def _render(self) -> Any:
+        from rich.markup import escape
         from rich.table import Table
 
         from planner.units import format_duration
@@ -207,7 +208,7 @@ class LiveProgress:
                 elapsed = format_duration(end - p.first_start)
             failed = f"[red]{p.failed}[/red]" if p.failed else "0"
             table.add_row(
-                step, f"{p.done}/{p.total}", str(p.running), failed, str(p.skipped), elapsed
+                escape(step), f"{p.done}/{p.total}", str(p.running), failed, str(p.skipped), elapsed
             )
         return table
 

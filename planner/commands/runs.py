@@ -92,15 +92,21 @@ def _attempt(a: AttemptRecord) -> dict[str, Any]:
     }
 
 
-def show_document(store: HistoryStore, run_id: str) -> dict[str, Any]:
-    """The ``planner show --json`` document of ``run_id`` (``UsageError`` when unknown)."""
+def show_document(store: HistoryStore, run_id: str, *, notes: bool = False) -> dict[str, Any]:
+    """The ``planner show --json`` document of ``run_id`` (``UsageError`` when unknown).
+
+    ``notes`` adds each attempt's reason (retry, skip, stop) as ``note``, for the table.
+    """
     record = store.get_run(run_id)
     if record is None:
         raise UsageError(run_id, f"no such run in {store.url}")
-    return {
-        "run": run_summary(record, store.run_task_counts(run_id)),
-        "attempts": [_attempt(a) for a in store.attempts_for_run(run_id)],
-    }
+    attempts = []
+    for a in store.attempts_for_run(run_id):
+        row = _attempt(a)
+        if notes:
+            row["note"] = a.reason or ""
+        attempts.append(row)
+    return {"run": run_summary(record, store.run_task_counts(run_id)), "attempts": attempts}
 
 
 run_document = show_document
@@ -129,11 +135,12 @@ def handle_runs(args: argparse.Namespace) -> int:
         print_json({"runs": rows})
         return 0
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from planner.units import format_duration
 
-    table = Table(title=f"runs in {store.url}", title_justify="left")
+    table = Table(title=escape(f"runs in {store.url}"), title_justify="left")
     for column in ("run", "pipeline", "status", "started", "duration", "tasks"):
         table.add_column(
             column,
@@ -145,7 +152,7 @@ def handle_runs(args: argparse.Namespace) -> int:
         tasks = ", ".join(f"{k} {v}" for k, v in row["tasks"].items())
         table.add_row(
             row["run_id"],
-            row["pipeline"],
+            escape(row["pipeline"]),
             _styled(row["status"]),
             (row["started_at"] or "")[:19].replace("T", " "),
             format_duration(duration) if duration is not None else "running",
@@ -158,7 +165,7 @@ def handle_runs(args: argparse.Namespace) -> int:
 def handle_show(args: argparse.Namespace) -> int:
     store, _ = _open_store(args.db, args.pipeline)
     try:
-        document = show_document(store, args.run_id)
+        document = show_document(store, args.run_id, notes=not args.json)
     finally:
         store.close()
     if args.json:
@@ -185,6 +192,7 @@ def _styled(status: str) -> str:
 def print_show(document: dict[str, Any]) -> None:
     """A run and its attempts as rich tables."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from planner.units import format_duration
@@ -194,7 +202,7 @@ def print_show(document: dict[str, Any]) -> None:
     duration = run["duration_s"]
     tasks = ", ".join(f"{k} {v}" for k, v in run["tasks"].items())
     console.print(
-        f"run [bold]{run['run_id']}[/bold] of {run['pipeline']}: {_styled(run['status'])}, "
+        f"run [bold]{run['run_id']}[/bold] of {escape(run['pipeline'])}: {_styled(run['status'])}, "
         f"{format_duration(duration) if duration is not None else 'running'} ({tasks})"
     )
     table = Table()
@@ -202,17 +210,23 @@ def print_show(document: dict[str, Any]) -> None:
         table.add_column(column, no_wrap=column in ("status", "started", "duration"))
     for column in ("class", "peak MB", "cpu s"):
         table.add_column(column, justify="right")
+    with_notes = any(a.get("note") for a in document["attempts"])
+    if with_notes:
+        table.add_column("note")
     for a in document["attempts"]:
-        table.add_row(
-            a["step"],
-            a["account"] or "",
+        cells = [
+            escape(a["step"]),
+            escape(a["account"] or ""),
             str(a["attempt"]),
             _styled(a["status"]),
             (a["started_at"] or "")[11:19],
             format_duration(a["duration_s"]) if a["duration_s"] is not None else "",
             "" if a["exit_code"] is None else str(a["exit_code"]),
-            a["error_class"] or "",
+            escape(a["error_class"] or ""),
             "" if a["peak_rss_mb"] is None else f"{a['peak_rss_mb']:.1f}",
             "" if a["cpu_s"] is None else f"{a['cpu_s']:.2f}",
-        )
+        ]
+        if with_notes:
+            cells.append(escape(a.get("note") or ""))
+        table.add_row(*cells)
     console.print(table)
