@@ -113,3 +113,23 @@ def test_a_short_task_still_gets_cpu_from_wait4(tmp_path: Path) -> None:
     info = proc.wait(before_reap=lambda: box.append(sampler.remove(proc.pid)))
     peak_mb, cpu_s = box[0].final(info.maxrss_kb, info.cpu_s)
     assert cpu_s >= 0.2 and peak_mb is not None and peak_mb > 0
+
+
+def test_a_short_task_gets_its_real_peak(tmp_path: Path) -> None:
+    """Shorter than the full-pass interval: the young-tree samples catch its peak."""
+    import sys
+
+    code = "import time; b = bytearray(80 * 1024 * 1024); b[::4096] = b'x' * len(b[::4096]);" \
+        "time.sleep(0.25)"  # fmt: skip
+    sampler = TreeSampler(interval=30)  # no full pass during the task
+    sampler.start()
+    try:
+        proc = spawn(Launch((sys.executable, "-c", code), env=ENV, log_path=tmp_path / "s.log"),
+                     time.monotonic)  # fmt: skip
+        sampler.add(proc.pid)
+        box = []
+        info = proc.wait(before_reap=lambda: box.append(sampler.remove(proc.pid)))
+    finally:
+        sampler.stop()
+    peak_mb, _ = box[0].final(0, info.cpu_s)  # without the wait4 floor
+    assert peak_mb is not None and peak_mb >= 78
