@@ -379,9 +379,13 @@ def query_features(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -
     step = [t.step for t in tasks]
     account = ["" if t.account is None else str(t.account) for t in tasks]
     sa = [f"{s}{_SEP}{a}" for s, a in zip(step, account, strict=True)]
+    quantities: dict[object, str] = {}
+    for t in tasks:
+        if t.quantity not in quantities:
+            quantities[t.quantity] = quantity_key(t.quantity)
     keys = {
         "sapq": [
-            f"{k}{_SEP}{quantity_key(t.quantity)}{_SEP}{p}"
+            f"{k}{_SEP}{quantities[t.quantity]}{_SEP}{p}"
             for k, t, p in zip(sa, tasks, _params_keys([t.params for t in tasks]), strict=True)
         ],
         "sa": sa,
@@ -393,7 +397,11 @@ def query_features(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -
     columns: dict[str, np.ndarray] = {}
     for level, _cols in GROUP_LEVELS:
         index, table, finish = snap.levels[level]
-        rows = np.array([index.get(k, -1) for k in keys[level]], dtype=np.int64)
+        if level == "all":  # one group: the same row for every task
+            rows = np.full(n, index.get("", -1), dtype=np.int64)
+        else:
+            get = index.get
+            rows = np.array([get(k, -1) for k in keys[level]], dtype=np.int64)
         found = rows >= 0
         safe = np.where(found, rows, 0)
         values = (

@@ -72,12 +72,11 @@ class PeakMemoryRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self, steps: Sequence[str], accounts: Sequence[str | None]
     ) -> list[float | None]:
         """Peak MB for each (step, account); None when no attempt ever reported a peak."""
+        by_pair, by_step, overall = self.by_step_account_, self.by_step_, self.overall_
         out: list[float | None] = []
         for step, account in zip(steps, accounts, strict=True):
-            value = self.by_step_account_.get((step, _text(account)))
-            if value is None:
-                value = self.by_step_.get(step, self.overall_)
-            out.append(value)
+            value = by_pair.get((step, "" if account is None else str(account)))
+            out.append(by_step.get(step, overall) if value is None else value)
         return out
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

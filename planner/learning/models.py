@@ -14,8 +14,9 @@ attempt_features`) in start-time order and:
 3. keeps the variant with the best validation score (MdAPE and MAE, each relative to the
    better baseline; the ensemble unless another is ``prefer_margin`` better: averages
    hold up better under drift than the winner of one slice) and refits it on every row;
-4. fits a quantile model (loss ``quantile`` at ``quantile`` on log duration) on the
-   earlier rows and calibrates an :class:`AdaptiveConformal` on the validation slice
+4. fits a quantile model (loss ``quantile`` at ``quantile`` on log duration, or on its
+   ratio to the grouped last-2 mean, whichever bound is tighter on the validation
+   slice) on the earlier rows and calibrates an :class:`AdaptiveConformal` on the validation slice
    (conformalized quantile regression). With ``use_hgb=False`` (little history) only the
    baselines are candidates and the bound is conformal around the chosen baseline.
 
@@ -61,6 +62,9 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf : gradient boosting settings
     quantile_max_iter, quantile_learning_rate : the same for the quantile model of the bound
         (fewer iterations: faster predictions)
+    quantile_residual : True: the quantile model learns log(actual / grouped last-2 mean),
+        an easier target that needs fewer trees where the last-2 mean is good; False: it
+        learns log(actual); None: both are fitted, the tighter on the validation slice kept
     validation_fraction : last part of the rows used to pick the variant and calibrate
     gamma, window : ACI step size and score window of the bound
     prefer_margin : the ensemble is kept unless a variant scores this much better
@@ -75,10 +79,11 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         *,
         quantile: float = 0.95,
         use_hgb: bool = True,
-        max_iter: int = 200,
-        learning_rate: float = 0.08,
-        quantile_max_iter: int = 100,
-        quantile_learning_rate: float = 0.1,
+        max_iter: int = 100,
+        learning_rate: float = 0.15,
+        quantile_max_iter: int = 50,
+        quantile_learning_rate: float = 0.2,
+        quantile_residual: bool | None = None,
         max_leaf_nodes: int = 31,
         min_samples_leaf: int = 20,
         validation_fraction: float = 0.2,
@@ -94,6 +99,7 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
         self.max_iter = max_iter
         self.quantile_max_iter = quantile_max_iter
         self.quantile_learning_rate = quantile_learning_rate
+        self.quantile_residual = quantile_residual
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
@@ -187,11 +193,11 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             if self.variant_ in ("residual", "ensemble"):
                 self.residual_ = self._hgb("absolute_error").fit(M, logy - M[:, -1])
             self.quantile_model_: Any = None
+            self.quantile_residual_ = False
             if self.use_hgb and n_val > 0:
-                self.quantile_model_ = self._hgb("quantile", quantile=self.quantile).fit(
-                    M[head], logy[head]
+                self.quantile_model_, self.quantile_residual_, center = self._fit_quantile(
+                    M, logy, head, tail
                 )
-                center = self.quantile_model_.predict(M[tail])
             else:
                 center = np.log(candidates[self.variant_]) if n_val > 0 else np.zeros(0)
         scores = logy[tail] - center if n_val > 0 else np.zeros(0)
@@ -203,6 +209,31 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
             quantile=self.quantile, gamma=self.gamma, window=self.window
         ).calibrate(scores.tolist())
         return self
+
+    def _fit_quantile(
+        self, M: np.ndarray, logy: np.ndarray, head: np.ndarray, tail: np.ndarray
+    ) -> tuple[Any, bool, np.ndarray]:
+        """The quantile model of the bound, on log(actual) or on log(actual / last-2).
+
+        With ``quantile_residual=None`` both are fitted on the earlier rows and the one
+        whose conformal bound is tighter on the validation slice (median bound/actual at
+        the target coverage) is kept. Returns (model, on residual?, center on the slice).
+        """
+        options = (False, True) if self.quantile_residual is None else (self.quantile_residual,)
+        best: tuple[float, Any, bool, np.ndarray] | None = None
+        for residual in options:
+            offset = M[:, -1] if residual else np.zeros(len(logy))
+            model = self._hgb("quantile", quantile=self.quantile).fit(
+                M[head], logy[head] - offset[head]
+            )
+            center = model.predict(M[tail]) + offset[tail]
+            scores = logy[tail] - center
+            level = min(1.0, np.ceil((len(scores) + 1) * self.quantile) / len(scores))
+            width = float(np.median(center + np.quantile(scores, level) - logy[tail]))
+            if best is None or width < best[0]:
+                best = (width, model, bool(residual), center)
+        assert best is not None
+        return best[1], best[2], best[3]
 
     def _pick(self) -> str:
         scores = self.validation_
@@ -265,7 +296,8 @@ class DurationModel(RegressorMixin, BaseEstimator):  # type: ignore[misc]
                 return point, point
             if self.quantile_model_ is None:
                 return point, point
-            return point, np.asarray(self.quantile_model_.predict(M), dtype="float64")
+            q = np.asarray(self.quantile_model_.predict(M), dtype="float64")
+            return point, q + log_b2 if self.quantile_residual_ else q
 
     def source(self) -> str | None:
         """``"model"`` for a boosting variant, else None (the baseline names its group)."""
