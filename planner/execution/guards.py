@@ -145,7 +145,7 @@ class Takeover:
     """What taking over a dead run did."""
 
     run_id: str | None
-    reason: str
+    reason: str  # "expired" or "owner_dead"
     interrupted: int
     groups_stopped: int
 
@@ -216,13 +216,8 @@ def acquire_run_guards(
             raise RunActiveError(name, f"{_describe_holder(result.holder)}; nothing was started")
         takeover = None
         if result.previous is not None:
-            takeover = _take_over(store, result.previous, owner, clock, kill_grace)
-            takeover = Takeover(
-                takeover.run_id,
-                str(result.reason or "expired"),
-                takeover.interrupted,
-                takeover.groups_stopped,
-            )
+            reason = str(result.reason or "expired")
+            takeover = _take_over(store, result.previous, owner, clock, kill_grace, reason)
     except BaseException:
         lock.release()
         raise
@@ -232,11 +227,17 @@ def acquire_run_guards(
 
 
 def _take_over(
-    store: HistoryStore, previous: LeaseHolder, owner: LeaseOwner, clock: Clock, grace: float
+    store: HistoryStore,
+    previous: LeaseHolder,
+    owner: LeaseOwner,
+    clock: Clock,
+    grace: float,
+    reason: str,
 ) -> Takeover:
+    """Abandon the dead holder's run; stop its process groups when it ran on this host."""
     run_id = previous.run_id
     if run_id is None:
-        return Takeover(None, "", 0, 0)
+        return Takeover(None, reason, 0, 0)
     before = store.run_task_counts(run_id).get("running", 0)
     groups = store.abandon_run(run_id, clock.now())
     stopped = 0
@@ -244,4 +245,4 @@ def _take_over(
         for pgid in groups:
             if kill_group(pgid, grace, clock.sleep, run_id=run_id):
                 stopped += 1
-    return Takeover(run_id, "", before, stopped)
+    return Takeover(run_id, reason, before, stopped)

@@ -119,7 +119,7 @@ class TaskProcess:
         self._pidfd = os.pidfd_open(self.pid)
         self._lock = threading.Lock()
         self._kill_grace: float | None = None
-        self._kill_reason = ""
+        self.kill_reason = ""
         self._before_reap: Callable[[], object] | None = None
 
     def request_kill(self, grace: float, reason: str = "cancelled") -> None:
@@ -130,8 +130,8 @@ class TaskProcess:
         with self._lock:
             if self._kill_grace is None or grace < self._kill_grace:
                 self._kill_grace = grace
-            if not self._kill_reason:
-                self._kill_reason = reason
+            if not self.kill_reason:
+                self.kill_reason = reason
 
     def wait(
         self,
