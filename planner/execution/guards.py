@@ -217,7 +217,9 @@ def acquire_run_guards(
         takeover = None
         if result.previous is not None:
             reason = str(result.reason or "expired")
-            takeover = _take_over(store, result.previous, owner, clock, kill_grace, reason)
+            takeover = _take_over(
+                store, result.previous, owner, clock, grace=kill_grace, reason=reason
+            )
     except BaseException:
         lock.release()
         raise
@@ -231,6 +233,7 @@ def _take_over(
     previous: LeaseHolder,
     owner: LeaseOwner,
     clock: Clock,
+    *,
     grace: float,
     reason: str,
 ) -> Takeover:
