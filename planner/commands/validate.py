@@ -6,7 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from planner.commands.common import add_json_option, add_selection_options, print_json
+from planner.commands.common import (
+    add_db_option,
+    add_json_option,
+    add_models_option,
+    add_selection_options,
+    print_json,
+)
 from planner.config import check_pipeline_file, select_steps
 from planner.errors import ConfigError, ConfigIssue
 
@@ -21,6 +27,8 @@ def register(sub: Any) -> None:
     )
     parser.add_argument("pipeline", metavar="PIPELINE", help="pipeline file (.yaml, .json, .toml)")
     add_selection_options(parser)
+    add_db_option(parser)
+    add_models_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
 
@@ -33,14 +41,20 @@ def handle(args: argparse.Namespace) -> int:
             order = [s.id for s in select_steps(pipeline, args.steps, with_deps=args.with_deps)]
         except ConfigError as exc:
             issues = exc.issues
+    estimate = None
+    if pipeline is not None and not issues:
+        from planner.commands.plan import planning_summary
+
+        estimate = planning_summary(pipeline, db=args.db, models=args.models)
     if args.json:
-        print_json(
-            {
-                "valid": not issues,
-                "errors": [i.as_dict() for i in issues],
-                "order": order,
-            }
-        )
+        document: dict[str, Any] = {
+            "valid": not issues,
+            "errors": [i.as_dict() for i in issues],
+            "order": order,
+        }
+        if estimate is not None:
+            document["estimate"] = {k: v for k, v in estimate.items() if k != "lines"}
+        print_json(document)
         return 2 if issues else 0
     if issues:
         _print_issues(args.pipeline, issues)
@@ -56,6 +70,11 @@ def handle(args: argparse.Namespace) -> int:
     selected = set(order)
     tasks = sum(len(accounts) if s.per_account else 1 for s in pipeline.steps if s.id in selected)
     print(f"  tasks per run: {tasks}")
+    if estimate is None:
+        print("  estimate: no history yet (run it once, then validate again)")
+    else:
+        for line in estimate["lines"]:
+            print(f"  {line}")
     return 0
 
 
