@@ -164,8 +164,50 @@ def stage_history(ctx: DemoContext) -> None:
         ctx.say(f"  planner show {summaries[-1]['run_id']} --pipeline {ctx.pipeline_file}")
 
 
+def stage_learn_and_plan(ctx: DemoContext) -> None:
+    """Train on the history the demo made, plan the next run, and say when it starts."""
+    from planner.clock import SYSTEM_CLOCK
+    from planner.commands.plan import demo_plan_stage
+
+    if ctx.pipeline is None:
+        return
+    models = ctx.state_dir / "models"
+    last_start = None
+    runs = ctx.document.get("runs") or []
+    if runs:
+        from datetime import datetime
+
+        last_start = datetime.fromisoformat(runs[-1]["started_at"])
+    lines: list[str] = []
+
+    def write(text: str) -> None:
+        lines.append(text)
+        ctx.say(text)
+
+    plan = demo_plan_stage(
+        ctx.pipeline,
+        db=ctx.db_url,
+        models=models,
+        now=SYSTEM_CLOCK.now(),
+        current_start=last_start,
+        write=write,
+    )
+    ctx.document["models"] = str(models)
+    ctx.document["plan"] = {
+        "predicted_s": plan.run.predicted_s,
+        "bound_s": plan.run.bound_s,
+        "concurrency": plan.concurrency,
+        "interval_s": plan.interval.interval_s,
+        "next_start": plan.interval.next_start.isoformat() if plan.interval.next_start else None,
+    }
+    ctx.say(f"  planner plan {ctx.pipeline_file} --models {models}")
+
+
 #: The demo's stages, in order; later parts append theirs.
-STAGES: list[tuple[str, Stage]] = [("history", stage_history)]
+STAGES: list[tuple[str, Stage]] = [
+    ("history", stage_history),
+    ("learn and plan", stage_learn_and_plan),
+]
 
 
 def run_demo(ctx: DemoContext, stages: list[tuple[str, Stage]] | None = None) -> dict[str, Any]:

@@ -105,16 +105,24 @@ def new_run_id(now: datetime) -> str:
 
 
 def auto_concurrency(pipeline: Pipeline) -> int:
-    """The pipeline's ``concurrency.max``, or from CPU count and available memory."""
+    """The pipeline's ``concurrency.max``, or the planner's ``auto`` rule on this machine:
+    CPU cores - 1 (at least 1), and no more tasks than fit in 80 % of the free memory at
+    ``memory_per_task`` each (512 MiB when that is ``auto`` and nothing better is known)."""
     if isinstance(pipeline.concurrency.max, int):
         return pipeline.concurrency.max
     import psutil
 
-    cpus = psutil.cpu_count() or 1
+    from planner.planning.concurrency import choose_concurrency
+
     per_task = pipeline.concurrency.memory_per_task
     per_task_bytes = per_task if isinstance(per_task, int) else _DEFAULT_TASK_MEMORY
-    by_memory = int(psutil.virtual_memory().available // per_task_bytes)
-    return max(1, min(cpus, by_memory))
+    choice = choose_concurrency(
+        "auto",
+        cpu_count=psutil.cpu_count(),
+        free_memory_mb=psutil.virtual_memory().available / 2**20,
+        peak_mb_per_task=per_task_bytes / 2**20,
+    )
+    return choice.concurrency
 
 
 def handle_signals(runner: Runner) -> AbstractContextManager[None]:
