@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from planner.clock import Clock
 from planner.errors import PlannerError, RunActiveError, UsageError
-from planner.execution.process import kill_group
+from planner.execution.process import groups_of_run, kill_group
 from planner.execution.stopping import block_stop_signals
 from planner.units import parse_duration
 
@@ -245,7 +245,8 @@ def _take_over(
     groups = store.abandon_run(run_id, clock.now())
     stopped = 0
     if previous.host == owner.host:
-        for pgid in groups:
+        # Recorded groups, and any the dead run started but had not recorded yet.
+        for pgid in sorted(set(groups) | groups_of_run(run_id)):
             if kill_group(pgid, grace, clock.sleep, run_id=run_id):
                 stopped += 1
     return Takeover(run_id, reason, before, stopped)

@@ -30,6 +30,7 @@ __all__ = [
     "TaskProcess",
     "group_alive",
     "group_members",
+    "groups_of_run",
     "kill_group",
     "log_tail",
     "render_command",
@@ -253,6 +254,26 @@ def _has_env(pid: int, name: str, value: str) -> bool:
     except OSError:
         return False
     return f"{name}={value}".encode() in env
+
+
+def groups_of_run(run_id: str) -> set[int]:
+    """Process groups on this host with a live member started for ``run_id``.
+
+    A run killed between spawning a task and recording it leaves a process no row
+    names; its ``PLANNER_RUN_ID`` still tells whose it is, so a takeover stops it too.
+    """
+    groups: set[int] = set()
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        pid = int(entry)
+        if pid == os.getpid() or not _has_env(pid, "PLANNER_RUN_ID", run_id):
+            continue
+        try:
+            groups.add(os.getpgid(pid))
+        except OSError:
+            continue
+    return groups
 
 
 def kill_group(

@@ -269,3 +269,40 @@ def test_a_run_that_loses_its_lease_stops(tmp_path: Path) -> None:
         assert result.lease_lost and result.status == "cancelled"
         assert time.monotonic() - t0 < 5
         assert store.run_task_counts(result.run_id) == {"cancelled": 1}
+
+
+def test_takeover_stops_a_task_the_dead_run_never_recorded(tmp_path: Path) -> None:
+    """A runner SIGKILLed between spawn and its start row leaves a process no row names:
+    its PLANNER_RUN_ID still marks it, and the takeover on this host stops it."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    pipeline_file = write(tmp_path / "p.yaml", state_dir="state",
+                          steps=[{"id": "s", "command": ["true"]}])  # fmt: skip
+    pipeline = load_pipeline(pipeline_file)
+    url = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, "PLANNER_RUN_ID": "dead-run"},
+        start_new_session=True,
+    )
+    try:
+        with HistoryStore(url) as store:
+            store.create_run(run_id="dead-run", pipeline="guarded", started_at=store_now())
+            gone = subprocess.Popen(["true"])
+            gone.wait()  # a pid on this host that no longer exists: the owner is dead
+            owner = LeaseOwner("y" * 32, os.uname().nodename, gone.pid, "dead-run")
+            assert store.acquire_lease("guarded", owner, 600, store_now()).acquired
+            result = Runner(pipeline, store).run()
+            assert result.status == "succeeded"
+            assert result.takeover is not None and result.takeover.groups_stopped == 1
+            assert orphan.wait(timeout=10) != 0
+            assert not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == (
+                psutil.STATUS_ZOMBIE
+            )
+    finally:
+        if orphan.poll() is None:
+            orphan.kill()
+            orphan.wait()
