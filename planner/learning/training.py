@@ -166,6 +166,10 @@ def train_pipeline(
             make_model=make,
             features=features_all,
         )
+        messages.append(
+            f"holdout bounds: adaptive conformal level clamped {ev.clamped} of "
+            f"{ev.rows_test} times (alpha_t <= 0: the largest recent score was used)"
+        )
     except ValueError as exc:
         messages.append(f"no holdout evaluation: {exc}")
     use_hgb = len(data) >= min_model_rows

@@ -85,6 +85,7 @@ def test_train_json_shape(
     assert doc["methods"]["last10_x1.2"]["median_bound_ratio"] > 0
     assert Registry(models).current_id("syn") == doc["model_id"]
     assert "new one is live" in out.err
+    assert "clamped" in out.err  # the ACI clamp count is reported
 
 
 def test_train_every_pipeline_prints_the_table(
