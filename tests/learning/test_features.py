@@ -7,6 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from planner.learning.features import (
     attempt_features,
@@ -102,3 +104,24 @@ def test_query_features_match_attempt_features(make_history: Callable[..., pd.Da
     np.testing.assert_allclose(
         from_query.to_numpy(dtype=float), from_frame.to_numpy(dtype=float), equal_nan=True
     )
+
+
+# make_history only returns a pure function: sharing it across examples is safe
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 10_000),
+    cut_fraction=st.floats(0.1, 0.9),
+    n_runs=st.integers(2, 12),
+)
+def test_no_leak_property(
+    make_history: Callable[..., pd.DataFrame], seed: int, cut_fraction: float, n_runs: int
+) -> None:
+    """Any history, any cut: altering what starts after the cut leaves the past alone."""
+    frame = make_history(n_runs, seed=seed, accounts=("a1", "a2"), every_s=120.0)
+    cut = frame["started_at"].iloc[int(len(frame) * cut_fraction)]
+    past = (frame["started_at"] < cut).to_numpy()
+    before = attempt_features(frame).loc[past]
+    after = attempt_features(_alter_future(frame, cut, seed)).loc[past]
+    pd.testing.assert_frame_equal(before, after)
