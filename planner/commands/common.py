@@ -83,3 +83,17 @@ def print_json(document: Any) -> None:
     """One JSON document on stdout."""
     json.dump(document, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console for tables: the terminal's width on a terminal; when the output is
+    piped or redirected, wide enough (``$COLUMNS``, else 160) that tables are not squeezed."""
+    import os as _os
+
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    width = None
+    if not stream.isatty():
+        width = int(_os.environ.get("COLUMNS", "") or 160)
+    return Console(file=stream, width=width)

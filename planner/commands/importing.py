@@ -118,8 +118,9 @@ def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: st
 
 
 def _print_summary(summary: ImportSummary) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from planner.commands.common import console as make_console
 
     table = Table(title=f"import into pipeline {summary.pipeline!r}", show_header=False)
     table.add_column("what", style="bold")
@@ -139,4 +140,4 @@ def _print_summary(summary: ImportSummary) -> None:
     if summary.span:
         table.add_row("time span (UTC)", f"{summary.span[0]}  ->  {summary.span[1]}")
     table.add_row("steps / accounts", f"{summary.steps:,} / {summary.accounts:,}")
-    Console().print(table)
+    make_console().print(table)

@@ -56,10 +56,11 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from planner.commands.common import console as make_console
+
+    console = make_console()
     if not entries:
         console.print(f"no models in {root}")
         return

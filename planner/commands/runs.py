@@ -134,10 +134,10 @@ def handle_runs(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"runs": rows})
         return 0
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from planner.commands.common import console as make_console
     from planner.units import format_duration
 
     table = Table(title=escape(f"runs in {store.url}"), title_justify="left")
@@ -158,7 +158,7 @@ def handle_runs(args: argparse.Namespace) -> int:
             format_duration(duration) if duration is not None else "running",
             tasks,
         )
-    Console().print(table if rows else "no runs yet")
+    make_console().print(table if rows else "no runs yet")
     return 0
 
 
@@ -191,14 +191,14 @@ def _styled(status: str) -> str:
 
 def print_show(document: dict[str, Any]) -> None:
     """A run and its attempts as rich tables."""
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from planner.commands.common import console as make_console
     from planner.units import format_duration
 
     run = document["run"]
-    console = Console()
+    console = make_console()
     duration = run["duration_s"]
     tasks = ", ".join(f"{k} {v}" for k, v in run["tasks"].items())
     console.print(

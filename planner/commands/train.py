@@ -147,10 +147,11 @@ def _fmt(value: float | None, kind: str) -> str:
 
 
 def _print_result(result: TrainingResult, quantile: float) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from planner.commands.common import console as make_console
+
+    console = make_console()
     table = Table(
         title=(
             f"{result.pipeline}: holdout of {result.rows_test} attempts "
