@@ -4,18 +4,31 @@ The history's attempts become recurring series (``--by run|step|account|step,acc
 replayed at a cadence (``--cadence 24h``, ``auto`` = each series' median gap, ``0`` = back
 to back) under four policies: fixed, average of the last 10 x 1.2, planner's calibrated
 bound, and the oracle. See :mod:`planner.planning.simulate` for the exact rules.
+
+Planner's bounds come from its real predictor machinery run causally
+(:func:`planner.learning.online.causal_bounds`): the duration model is fitted on the first
+``--train-fraction`` of the occurrences (in start order, those finished by the split) and
+each later occurrence gets the bound issued at its recorded start, the online calibration
+fed only with occurrences finished by then. Every policy is scored on the same later part.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planner.commands.common import add_db_option, add_json_option, print_json
 from planner.errors import UsageError
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from planner.planning.simulate import Series, SimulationResult
+
+__all__ = ["planner_bounds", "register", "run_simulation"]
+
+#: Default share of the occurrences (in start order) that trains planner's model.
+TRAIN_FRACTION = 0.3
 
 _FILE_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 
@@ -54,6 +67,22 @@ def register(sub: Any) -> None:
         metavar="Q",
         help="coverage target of planner's bound (default: the file's, else 0.95)",
     )
+    parser.add_argument(
+        "--train-fraction",
+        type=float,
+        default=TRAIN_FRACTION,
+        metavar="F",
+        help="first part of the occurrences (in start order) that trains planner's model and "
+        "warms up the rules; every policy is scored on the rest (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--refits",
+        type=int,
+        default=1,
+        metavar="N",
+        help="fit planner's model N times along the scored part, each time on what had "
+        "finished (a nightly retraining; default: %(default)s, the fastest)",
+    )
     add_db_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
@@ -61,25 +90,65 @@ def register(sub: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from planner.history import HistoryStore, history_url
-    from planner.planning.simulate import series_from_frame, simulate, simulation_to_json
+    from planner.planning.simulate import series_from_frame, simulation_to_json
 
     name, state_dir, file_cadence, file_quantile = _target(args.pipeline)
     cadence = _cadence(args.cadence, file_cadence)
     quantile = args.quantile if args.quantile is not None else file_quantile
     if not 0 < quantile < 1:
         raise UsageError("--quantile", f"must be between 0 and 1, got {quantile:g}")
+    if not 0 <= args.train_fraction < 1:
+        raise UsageError("--train-fraction", f"must be in [0, 1), got {args.train_fraction:g}")
+    if args.refits < 1:
+        raise UsageError("--refits", f"must be >= 1, got {args.refits}")
     url = history_url(args.db, state_dir)
     with HistoryStore(url) as store:
         frame = store.attempts_frame(pipeline=name)
     series = series_from_frame(frame, args.by)
     if not series:
         raise UsageError("--pipeline", f"no finished attempts of pipeline {name!r} in {url}")
-    result = simulate(series, cadence, quantile=quantile)
+    result = run_simulation(
+        series,
+        cadence,
+        quantile=quantile,
+        train_fraction=args.train_fraction,
+        refits=args.refits,
+    )
     if args.json:
         print_json(simulation_to_json(result))
         return 0
     _print_result(name, args.by, cadence, result)
     return 0
+
+
+def run_simulation(
+    series: list[Series],
+    cadence: float | str,
+    *,
+    quantile: float = 0.95,
+    train_fraction: float = TRAIN_FRACTION,
+    refits: int = 1,
+    min_margin: float = 0.0,
+    bounds: list[Any] | None = None,
+) -> SimulationResult:
+    """Planner's causal bounds (unless given), then the four policies on the same part."""
+    from planner.planning.simulate import simulate, split_time
+
+    start = split_time(series, train_fraction)
+    if bounds is None:
+        bounds = planner_bounds(series, start, quantile=quantile, refits=refits)
+    return simulate(series, cadence, bounds=bounds, simulated_from=start, min_margin=min_margin)
+
+
+def planner_bounds(
+    series: list[Series], start: float, *, quantile: float = 0.95, refits: int = 1
+) -> list[Any]:
+    """Per series, the bound planner issues at each run's start (NaN before ``start``)."""
+    from planner.learning.online import causal_bounds
+    from planner.planning.simulate import occurrence_frame, split_bounds
+
+    frame = occurrence_frame(series)
+    return split_bounds(series, causal_bounds(frame, start, quantile=quantile, refits=refits))
 
 
 def _target(value: str) -> tuple[str, Path | None, float | None, float]:
@@ -121,8 +190,14 @@ def _print_result(name: str, by: str, cadence: float | str, result: Any) -> None
         cadence_text = "0 (back to back)"
     else:
         cadence_text = format_duration(cadence)
+    since = ""
+    if math.isfinite(result.simulated_from):
+        from datetime import UTC, datetime
+
+        when = datetime.fromtimestamp(result.simulated_from, UTC)
+        since = f", runs from {when:%Y-%m-%d %H:%M} UTC"
     table = Table(
-        title=f"{name}: {result.series} series by {by}, cadence {cadence_text}",
+        title=f"{name}: {result.series} series by {by}, cadence {cadence_text}{since}",
     )
     for column in ("policy", "runs", "collisions", "deferrals", "overrun", "idle", "lateness"):
         table.add_column(column, justify="left" if column == "policy" else "right")

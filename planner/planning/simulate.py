@@ -2,16 +2,22 @@
 
 A series is the recorded sequence of durations of one recurring thing (whole runs, one
 step, one account...). Each policy decides, when run ``k`` starts, the interval ``I_k``
-until the next start, from the durations of runs ``1 .. k-1`` only (they have all finished:
-the lock keeps one run at a time). Every policy keeps the cadence ``C`` as its minimum:
+until the next start. Every policy keeps the cadence ``C`` as its minimum:
 
 * ``fixed``: ``I = C``;
-* ``avg10_x1.2``: ``I = max(C, 1.2 x mean of the last 10 durations)``;
-* ``planner``: ``I = max(C, bound x (1 + min_margin))``, ``bound`` = the mean of the last 10
-  durations times the adaptive conformal factor of the log residuals of the earlier runs
-  (:class:`planner.learning.conformal.AdaptiveConformal`, target ``quantile``), at most 2 x
-  the longest of the last 10;
+* ``avg10_x1.2``: ``I = max(C, 1.2 x mean of the last 10 durations)``, from runs
+  ``1 .. k-1`` of the series (the lock keeps one run at a time: they have all finished);
+* ``planner``: ``I = max(C, bound x (1 + min_margin))``, ``bound`` = the calibrated bound
+  planner's predictor would have issued at the run's recorded start (given to
+  :func:`simulate`; :func:`planner.learning.online.causal_bounds` computes them from the
+  :func:`occurrence_frame` of the series: the duration model fitted on the occurrences of
+  every series finished before the simulated part, conformal bounds adapted online only
+  with the occurrences finished before each start);
 * ``oracle``: ``I = max(C, d_k)``: it knows the duration, the limit of any policy.
+
+The history is split in time (:func:`split_time`): the first part trains planner's model
+and warms up the rules; every policy is scored on the same runs, those starting at or
+after the split.
 
 Outcome of run ``k`` with duration ``d``: a start that comes due before it ends is a
 *collision* (without the lock it would start a duplicate). ``fixed`` is a recurring trigger,
@@ -26,7 +32,7 @@ With cadence ``0`` (back to back) the estimate alone decides.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,11 +47,14 @@ __all__ = [
     "PolicyMetrics",
     "Series",
     "SimulationResult",
+    "occurrence_frame",
     "policy_intervals",
     "series_cadence",
     "series_from_frame",
     "simulate",
     "simulation_to_json",
+    "split_bounds",
+    "split_time",
 ]
 
 POLICIES = ("fixed", "avg10_x1.2", "planner", "oracle")
@@ -56,19 +65,22 @@ BY_CHOICES: Mapping[str, tuple[str, ...]] = {
     "step,account": ("step", "account"),
 }
 _WINDOW = 10
-#: The planner bound never exceeds this many times the longest of the last 10 durations.
-_CAP = 2.0
 #: Relative slack when comparing a duration to an interval (log/exp round trips).
 _TOLERANCE = 1e-9
+_CONTEXT = ("step", "account", "quantity", "params")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Series:
-    """One recurring series: the recorded starts (seconds) and durations, in start order."""
+    """One recurring series: the recorded starts (epoch seconds) and durations, in start
+    order, and optionally what is known of each occurrence before it starts (``context``:
+    a frame with ``step``, ``account``, ``quantity``, ``params``, one row per occurrence;
+    without it the series' name is the step)."""
 
     name: str
     starts: np.ndarray
     durations: np.ndarray
+    context: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -92,54 +104,134 @@ class SimulationResult:
     series: int
     cadence: str
     policies: Mapping[str, PolicyMetrics]
+    simulated_from: float = -math.inf
 
 
 def series_from_frame(frame: pd.DataFrame, by: str = "run") -> list[Series]:
     """The series of an attempts frame, grouped by ``by`` (see :data:`BY_CHOICES`).
 
     Within a series, one occurrence per run: from the first start of its attempts to the
-    last end (start + duration). Occurrences without a duration are left out.
+    last end (start + duration). Occurrences without a duration are left out. The context
+    of an occurrence is its step and account when it has one of each, and its quantity
+    and params when it is a single attempt.
     """
     import pandas as pd
 
     if by not in BY_CHOICES:
         raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}, got {by!r}")
     keys = list(BY_CHOICES[by])
-    data = frame.loc[frame["duration_s"].notna(), [*keys, "run_id", "started_at", "duration_s"]]
+    data = frame.loc[frame["duration_s"].notna(), [*_CONTEXT, "run_id", "started_at", "duration_s"]]
     if data.empty:
         return []
     data = data.copy()
-    origin = data["started_at"].min()
-    data["start"] = (data["started_at"] - origin) / pd.Timedelta(seconds=1)
+    data["start"] = (
+        data["started_at"] - pd.Timestamp(0, tz="UTC")
+        if data["started_at"].dt.tz is not None
+        else data["started_at"] - pd.Timestamp(0)
+    ) / pd.Timedelta(seconds=1)
     data["end"] = data["start"] + data["duration_s"].astype("float64")
+    for key in ("step", "account"):
+        data[key] = data[key].astype("string")
+    data["_key"] = ""
     for key in keys:
-        data[key] = data[key].astype("string").fillna("-")
+        data["_key"] = data["_key"] + "\x1f" + data[key].fillna("-")
     grouped = (
-        data.groupby([*keys, "run_id"], sort=False, dropna=False)
-        .agg(start=("start", "min"), end=("end", "max"))
+        data.groupby(["_key", "run_id"], sort=False, dropna=False)
+        .agg(
+            start=("start", "min"),
+            end=("end", "max"),
+            attempts=("start", "size"),
+            step=("step", "first"),
+            steps=("step", "nunique"),
+            account=("account", "first"),
+            accounts=("account", "nunique"),
+            quantity=("quantity", "first"),
+            params=("params", "first"),
+        )
         .reset_index()
-        .sort_values([*keys, "start"], kind="stable")
+        .sort_values(["_key", "start"], kind="stable")
     )
     grouped["duration"] = grouped["end"] - grouped["start"]
-    if not keys:
-        return [
-            Series(
-                "run",
-                grouped["start"].to_numpy(dtype="float64"),
-                grouped["duration"].to_numpy(dtype="float64"),
-            )
-        ]
+    single = grouped["attempts"].to_numpy() == 1
+    grouped.loc[grouped["steps"].to_numpy() > 1, "step"] = pd.NA
+    grouped.loc[grouped["accounts"].to_numpy() > 1, "account"] = pd.NA
+    grouped.loc[~single, "quantity"] = np.nan
+    grouped["params"] = [p if one else {} for p, one in zip(grouped["params"], single, strict=True)]
     out = []
-    for name, part in grouped.groupby(keys, sort=True):
-        label = ",".join(str(x) for x in (name if isinstance(name, tuple) else (name,)))
+    for group, part in grouped.groupby("_key", sort=True):
+        label = str(group).strip("\x1f").replace("\x1f", ",") or "run"
         out.append(
             Series(
                 label,
                 part["start"].to_numpy(dtype="float64"),
                 part["duration"].to_numpy(dtype="float64"),
+                part[list(_CONTEXT)].reset_index(drop=True),
             )
         )
     return out
+
+
+def split_time(series: Sequence[Series], train_fraction: float) -> float:
+    """The start (epoch seconds) of the first simulated run: the occurrence at position
+    ``ceil(n x train_fraction)`` of all ``n`` occurrences in start order (``-inf`` for 0)."""
+    if not 0.0 <= train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in [0, 1), got {train_fraction!r}")
+    starts = np.sort(np.concatenate([s.starts for s in series])) if series else np.empty(0)
+    position = math.ceil(len(starts) * train_fraction)
+    if train_fraction == 0.0 or len(starts) == 0:
+        return -math.inf
+    return float(starts[min(position, len(starts) - 1)])
+
+
+def occurrence_frame(series: Sequence[Series]) -> pd.DataFrame:
+    """Every occurrence of every series as an attempt row (the history contract's columns
+    that the duration model reads), in the order of the series and their occurrences."""
+    import pandas as pd
+
+    parts = []
+    for i, s in enumerate(series):
+        n = len(s.durations)
+        if s.context is not None:
+            ctx = s.context.reset_index(drop=True)
+        else:
+            ctx = pd.DataFrame(
+                {
+                    "step": [s.name] * n,
+                    "account": [None] * n,
+                    "quantity": np.full(n, np.nan),
+                    "params": [{} for _ in range(n)],
+                }
+            )
+        micros = np.round(np.asarray(s.starts, dtype="float64") * 1e6).astype("int64")
+        spans = np.round(np.asarray(s.durations, dtype="float64") * 1e6).astype("int64")
+        parts.append(
+            pd.DataFrame(
+                {
+                    "run_id": [f"{i}:{k}" for k in range(n)],
+                    "step": ctx["step"].astype("string"),
+                    "account": ctx["account"].astype("string"),
+                    "quantity": pd.to_numeric(ctx["quantity"]).to_numpy(dtype="float64"),
+                    "params": ctx["params"].to_list(),
+                    "started_at": pd.to_datetime(micros, unit="us", utc=True),
+                    "finished_at": pd.to_datetime(micros + spans, unit="us", utc=True),
+                    "duration_s": np.asarray(s.durations, dtype="float64"),
+                    "status": "unknown",
+                }
+            )
+        )
+    if not parts:
+        return pd.DataFrame(
+            columns=["run_id", *_CONTEXT, "started_at", "finished_at", "duration_s", "status"]
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def split_bounds(series: Sequence[Series], bounds: np.ndarray) -> list[np.ndarray]:
+    """Bounds over the :func:`occurrence_frame` rows, cut back into one array per series."""
+    ends = np.cumsum([len(s.durations) for s in series])
+    if len(bounds) != (ends[-1] if len(ends) else 0):
+        raise ValueError(f"{len(bounds)} bounds for {ends[-1] if len(ends) else 0} occurrences")
+    return np.split(np.asarray(bounds, dtype="float64"), ends[:-1])
 
 
 def series_cadence(series: Series, cadence: float | str) -> float:
@@ -166,13 +258,13 @@ def policy_intervals(
     cadence: float,
     policy: str,
     *,
-    quantile: float = 0.95,
+    bounds: Sequence[float] | np.ndarray | None = None,
     min_margin: float = 0.0,
-    gamma: float = 0.005,
 ) -> np.ndarray:
     """The interval each policy sets at the start of each run (see the module docstring).
 
-    ``I[k]`` depends only on ``durations[:k]`` (except for the oracle).
+    ``I[k]`` depends only on ``durations[:k]`` (the oracle: on ``durations[k]``; planner:
+    on ``bounds[k]``, NaN meaning no estimate, so the cadence).
     """
     d = np.asarray(durations, dtype="float64")
     n = len(d)
@@ -185,46 +277,13 @@ def policy_intervals(
         mean = _trailing_mean(d, _WINDOW)
         return np.where(np.isnan(mean), cadence, np.maximum(cadence, 1.2 * mean))
     if policy == "planner":
-        bounds = _planner_bounds(d, quantile=quantile, gamma=gamma)
-        return np.where(np.isnan(bounds), cadence, np.maximum(cadence, bounds * (1.0 + min_margin)))
+        if bounds is None:
+            raise ValueError("the planner policy needs the bounds issued at each start")
+        b = np.asarray(bounds, dtype="float64")
+        if len(b) != n:
+            raise ValueError(f"{len(b)} bounds for {n} runs")
+        return np.where(np.isnan(b), cadence, np.maximum(cadence, b * (1.0 + min_margin)))
     raise ValueError(f"unknown policy {policy!r} (known: {', '.join(POLICIES)})")
-
-
-def _planner_bounds(d: np.ndarray, *, quantile: float, gamma: float) -> np.ndarray:
-    """Calibrated bounds from past runs only (NaN for the first run, which has none).
-
-    ``bound = mean of the last 10 x exp(offset)`` (the same center as ``avg10_x1.2``: the
-    calibrated factor replaces the flat 1.2), the offset being the adaptive conformal
-    quantile of the earlier log residuals; capped at :data:`_CAP` x the longest of the last
-    10 durations, so that one level shift or outlier does not inflate every later bound.
-    """
-    from planner.learning.conformal import AdaptiveConformal
-
-    aci = AdaptiveConformal(quantile=quantile, gamma=gamma, window=2000).calibrate(())
-    floor = 1e-3  # seconds: zero durations keep finite log residuals
-    logs = np.log(np.maximum(d, floor))
-    with np.errstate(invalid="ignore"):
-        centers = np.log(np.maximum(_trailing_mean(d, _WINDOW), floor))
-    caps = _CAP * _trailing_max(np.maximum(d, floor), _WINDOW)
-    out = np.full(len(d), np.nan)
-    for k in range(1, len(d)):
-        center = float(centers[k])
-        bound = min(math.exp(center + max(aci.offset(), 0.0)), float(caps[k]))
-        out[k] = bound
-        aci.update(float(logs[k]) - center, bool(d[k] > bound * (1 + _TOLERANCE)))
-    return out
-
-
-def _trailing_max(x: np.ndarray, window: int) -> np.ndarray:
-    """Max of up to ``window`` values before each index (NaN at index 0)."""
-    n = len(x)
-    top = np.full(n, np.nan)
-    if n > 1:
-        top[1 : min(window, n)] = np.maximum.accumulate(x[: min(window, n) - 1])
-    if n > window:
-        views = np.lib.stride_tricks.sliding_window_view(x[:-1], window)
-        top[window:] = views.max(axis=1)
-    return top
 
 
 def _outcomes(
@@ -246,29 +305,43 @@ def _outcomes(
 
 
 def simulate(
-    series: Iterable[Series],
+    series: Sequence[Series],
     cadence: float | str,
     *,
+    bounds: Sequence[np.ndarray] | None = None,
+    simulated_from: float = -math.inf,
     policies: Sequence[str] = POLICIES,
-    quantile: float = 0.95,
     min_margin: float = 0.0,
 ) -> SimulationResult:
-    """Every policy over every series; metrics summed (counts) or averaged (per run)."""
+    """Every policy over every series; metrics summed (counts) or averaged (per run).
+
+    ``bounds``: planner's bound at each run's start, one array per series (needed for the
+    ``planner`` policy). Only the runs starting at or after ``simulated_from`` are scored
+    (the earlier ones are the history the rules start from); series with none are left out.
+    """
+    if "planner" in policies and bounds is None:
+        raise ValueError("the planner policy needs bounds (planner.learning.online)")
     totals = {p: [0, 0, 0] for p in policies}
     idle: dict[str, list[np.ndarray]] = {p: [] for p in policies}
     late: dict[str, list[np.ndarray]] = {p: [] for p in policies}
     count = 0
-    for s in series:
-        if len(s.durations) == 0:
+    for i, s in enumerate(series):
+        first = int(np.searchsorted(s.starts, simulated_from, side="left"))
+        d = np.asarray(s.durations, dtype="float64")
+        if first >= len(d):
             continue
         count += 1
         c = series_cadence(s, cadence)
         for p in policies:
             intervals = policy_intervals(
-                s.durations, c, p, quantile=quantile, min_margin=min_margin
+                d,
+                c,
+                p,
+                bounds=bounds[i] if bounds is not None and p == "planner" else None,
+                min_margin=min_margin,
             )
-            col, dfr, idl, lat = _outcomes(s.durations, intervals, c, recurring=p == "fixed")
-            totals[p][0] += len(s.durations)
+            col, dfr, idl, lat = _outcomes(d[first:], intervals[first:], c, recurring=p == "fixed")
+            totals[p][0] += len(d) - first
             totals[p][1] += col
             totals[p][2] += dfr
             idle[p].append(idl)
@@ -284,13 +357,20 @@ def simulate(
             idle_s_mean=float(idl.mean()) if len(idl) else 0.0,
             lateness_s_mean=float(lat.mean()) if len(lat) else 0.0,
         )
-    return SimulationResult(count, str(cadence), metrics)
+    return SimulationResult(count, str(cadence), metrics, simulated_from)
 
 
 def simulation_to_json(result: SimulationResult) -> dict[str, Any]:
-    """``{"series", "policies": {name: {runs, collisions, deferrals, idle_s_mean, ...}}}``."""
+    """``{"series", "simulated_from", "policies": {name: {runs, collisions, deferrals,
+    idle_s_mean, lateness_s_mean, overrun_rate}}}`` (``simulated_from``: ISO time or null)."""
+    from datetime import UTC, datetime
+
+    start = result.simulated_from
     return {
         "series": result.series,
+        "simulated_from": (
+            datetime.fromtimestamp(start, UTC).isoformat() if math.isfinite(start) else None
+        ),
         "policies": {
             name: {
                 "runs": m.runs,

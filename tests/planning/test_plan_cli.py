@@ -172,7 +172,7 @@ def test_simulate_json(history: Callable[..., str], capsys: pytest.CaptureFixtur
     assert code == 0
     assert doc["series"] == 1
     assert set(doc["policies"]) == {"fixed", "avg10_x1.2", "planner", "oracle"}
-    assert doc["policies"]["oracle"]["runs"] == 8
+    assert doc["policies"]["oracle"]["runs"] == 5  # the first 30 % (3 of 8 runs) trains
     assert doc["policies"]["oracle"]["collisions"] == 0
     code = main(["simulate", "--pipeline", "nightly", "--db", url, "--by", "step", "--json"])
     assert json.loads(capsys.readouterr().out)["series"] == 2
