@@ -8,8 +8,11 @@ do not edit them in place.
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Sequence
 from datetime import datetime
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection, String, select, type_coerce
@@ -74,54 +77,83 @@ def read_attempts(
         query = query.where(attempts.c.started_at >= ensure_utc(since))
     if until is not None:
         query = query.where(attempts.c.started_at < ensure_utc(until))
-    result = conn.execute(query)
-    # Plain driver tuples: no column here has a result processor (times are coerced to
-    # text above), and they are far cheaper than SQLAlchemy Row objects.
-    records = result.cursor.fetchall() if result.cursor is not None else []
-    result.close()
-    columns: list[tuple[Any, ...]] = (
-        list(zip(*records, strict=True)) if records else [()] * len(FRAME_COLUMNS)
-    )
-    return _typed(dict(zip(FRAME_COLUMNS, columns, strict=True)), len(records))
+    # Millions of short-lived tuples would start the cyclic garbage collector again and
+    # again (each pass walking every tuple read so far): it is paused while reading.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        result = conn.execute(query)
+        # Plain driver tuples: no column here has a result processor (times are coerced
+        # to text above), and they are far cheaper than SQLAlchemy Row objects.
+        records = result.cursor.fetchall() if result.cursor is not None else []
+        result.close()
+        return _typed(records)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def empty_attempts_frame() -> pd.DataFrame:
     """A frame with the attempts columns and dtypes and no rows."""
-    return _typed(dict.fromkeys(FRAME_COLUMNS, ()), 0)
+    return _typed([])
 
 
-def _typed(columns: dict[str, tuple[Any, ...]], n: int) -> pd.DataFrame:
-    """The frame, one column at a time from the driver's values."""
+def _typed(records: Sequence[Any]) -> pd.DataFrame:
+    """The frame from the driver's rows: one 2-D object array, then one cast per column."""
     import numpy as np
     import pandas as pd
 
+    n = len(records)
+    table = _object_table(records)
+    del records
     out: dict[str, Any] = {}
-    cache: dict[str, dict[str, Any]] = {}
-    for name, dtype in FRAME_DTYPES.items():
-        values = np.array(columns[name], dtype=object) if n else np.array([], dtype=object)
+    for index, (name, dtype) in enumerate(FRAME_DTYPES.items()):
+        values = table[:, index]
         if name in _TIMES:
             out[name] = pd.to_datetime(values, utc=True, format="ISO8601").astype(dtype)
         elif name == "params":
-            params = np.empty(n, dtype=object)
-            params[:] = [_params(text, cache) for text in columns[name]]
-            out[name] = params
-        elif dtype == "float64":
-            out[name] = values.astype("float64")  # None -> NaN
-        elif dtype == "int64":
-            out[name] = values.astype("int64")
+            out[name] = _params_column(values)
+        elif dtype in {"float64", "int64"}:
+            out[name] = values.astype(dtype)  # float64: None -> NaN
         elif dtype == "Int64":
-            out[name] = pd.array(values, dtype="Int64")
+            missing = pd.isna(values)
+            numbers = np.where(missing, 0, values).astype("int64")
+            out[name] = pd.arrays.IntegerArray(numbers, missing)
         else:
             out[name] = pd.array(values, dtype=cast(Any, dtype))
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
-def _params(text: Any, cache: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _object_table(records: Sequence[Any]) -> Any:
+    """The rows as one 2-D object array (rows x columns), without copying the values."""
+    import numpy as np
+
+    if not records:
+        return np.empty((0, len(FRAME_COLUMNS)), dtype=object)
+    rows = records if isinstance(records, list) else list(records)
+    # pandas' own helper (what DataFrame(list of tuples) uses) is several times faster
+    # than numpy's generic conversion; numpy is the fallback should it ever go away.
+    helper = getattr(import_module("pandas._libs.lib"), "to_object_array_tuples", None)
+    if helper is None:  # pragma: no cover
+        return np.array(rows, dtype=object)
+    return helper(rows)
+
+
+def _params_column(values: Any) -> Any:
+    """The decoded ``params``: JSON parsed once per distinct text, ``{}`` when empty."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(values)  # NULL -> -1
+    decoded = np.empty(len(uniques) + 1, dtype=object)
+    decoded[:-1] = [_params(text) for text in uniques]
+    decoded[-1] = {}  # what code -1 (NULL) picks
+    # rows with the same parameters share one dict: treat them as read-only
+    return decoded[codes]
+
+
+def _params(text: Any) -> dict[str, Any]:
     if not isinstance(text, str) or not text:
         return {}
-    parsed = cache.get(text)
-    if parsed is None:
-        parsed = json.loads(text)
-        cache[text] = parsed
-    # rows with the same parameters share one dict: treat them as read-only
+    parsed: dict[str, Any] = json.loads(text)
     return parsed
