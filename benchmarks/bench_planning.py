@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.commands.simulate import TRAIN_FRACTION, planner_bounds, run_simulation
+from planner.commands.simulate import REFITS, TRAIN_FRACTION, planner_bounds, run_simulation
 from planner.planning.makespan import lower_bound, lpt, round_robin
 from planner.planning.simulate import PolicyMetrics, Series, series_from_frame, split_time
 
@@ -231,7 +231,7 @@ def _row(name: str, m: PolicyMetrics) -> str:
     )
 
 
-def bench_simulate(refits: int = 1) -> None:
+def bench_simulate(refits: int = REFITS) -> None:
     """All four policies on the Julia CI jobs and the KTH users, on the same scored part.
 
     Planner's bounds come from its predictor machinery run causally
@@ -292,7 +292,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=("lpt", "latency", "simulate", "all"))
     parser.add_argument(
-        "--refits", type=int, default=1, help="simulate: fits of planner's model (default 1)"
+        "--refits",
+        type=int,
+        default=REFITS,
+        help=f"simulate: fits of planner's model along the scored part (default {REFITS})",
     )
     args = parser.parse_args(argv)
     if args.which in ("lpt", "all"):

@@ -102,7 +102,7 @@ def test_planner_beats_avg10_on_noisy_growth() -> None:
         Series(f"s{i}", np.arange(300.0) * 86400.0 + 3600.0 * i, noisy(300, seed=i))
         for i in range(5)
     ]
-    result = run_simulation(series, 0.0)
+    result = run_simulation(series, 0.0, refits=1)
     planner, avg = result.policies["planner"], result.policies["avg10_x1.2"]
     assert planner.runs == avg.runs == 5 * 210
     assert planner.deferrals < avg.deferrals
@@ -168,7 +168,7 @@ def test_julia_jobs_back_to_back(shared_data: Path) -> None:
         shared_data / "julia-ci-durations.csv.gz", {**mapping, "duration_s": "duration_s"}
     ).frame
     series = series_from_frame(frame, "step")
-    result = run_simulation(series, 0.0)
+    result = run_simulation(series, 0.0, refits=1)
     planner, avg = result.policies["planner"], result.policies["avg10_x1.2"]
     assert planner.runs == avg.runs == 8640 - 2528  # 8640 jobs, 30 % (by start) train
     assert 0.035 < planner.overrun_rate < 0.065
