@@ -21,7 +21,9 @@ Times are turned into float seconds with datetime arithmetic, never ``astype("in
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +37,9 @@ __all__ = [
     "GROUP_LEVELS",
     "STATS",
     "HistorySnapshot",
+    "QueryTable",
     "attempt_features",
+    "epoch_seconds",
     "finished_attempts",
     "history_features",
     "level_label",
@@ -43,6 +47,7 @@ __all__ = [
     "quantity_key",
     "query_features",
     "query_frame",
+    "query_table",
     "snapshot",
     "to_seconds",
 ]
@@ -74,6 +79,10 @@ STATS: tuple[str, ...] = (
 )
 _WINDOW = 10
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+_EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
+_QUERY_FIELDS = operator.attrgetter(
+    "step", "account", "quantity", "params", "n_accounts", "concurrency"
+)
 _SEP = "\x1f"
 _MAX_PARAM_FEATURES = 20
 _NUMBERS = frozenset({int, float, np.float64, np.float32, np.int64, np.int32})
@@ -321,6 +330,12 @@ class HistorySnapshot:
     starts: np.ndarray
     finishes: np.ndarray
 
+    def running_at(self, at: float) -> float:
+        """How many history attempts had started and not finished at ``at``."""
+        known = ~np.isnan(self.starts)
+        ended = np.where(np.isnan(self.finishes), np.inf, self.finishes)[known]
+        return float(np.count_nonzero(self.starts[known] < at) - np.count_nonzero(ended <= at))
+
 
 def snapshot(history: pd.DataFrame, now: datetime) -> HistorySnapshot:
     """The state of every group from the attempts finished strictly before ``now``."""
@@ -368,66 +383,164 @@ def query_frame(tasks: Sequence[Any], now: datetime) -> pd.DataFrame:
     )
 
 
+def epoch_seconds(moment: datetime) -> float:
+    """One datetime as float seconds since the epoch (naive = UTC), as :func:`to_seconds`."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH_DT).total_seconds()
+
+
+def _column_names(param_names: Sequence[str]) -> list[str]:
+    context = ["quantity", "n_accounts", "concurrency", "hour", "weekday", "running"]
+    params = [f"param.{name}" for name in param_names]
+    return context + params + [f"h.{lv}.{s}" for lv, _ in GROUP_LEVELS for s in STATS]
+
+
+def _weighted_param_columns(
+    distinct: Sequence[object], weight: np.ndarray, index: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    """:func:`_param_columns` of rows that use ``distinct[index[i]]``, each row counted
+    ``weight`` times when choosing the names: (names, one column per name)."""
+    found: dict[str, dict[int, float]] = {}
+    for j, p in enumerate(distinct):
+        if isinstance(p, Mapping):
+            for name, value in p.items():
+                if type(value) in _NUMBERS:
+                    found.setdefault(str(name), {})[j] = float(value)
+    per_distinct = np.bincount(index, weights=weight, minlength=len(distinct))
+    used = {name: float(per_distinct[list(values)].sum()) for name, values in found.items()}
+    names = sorted(found, key=lambda name: (-used[name], name))[:_MAX_PARAM_FEATURES]
+    out = np.full((len(names), len(index)), np.nan)
+    for row, name in enumerate(names):
+        values = np.full(len(distinct), np.nan)
+        values[list(found[name])] = list(found[name].values())
+        out[row] = values[index]
+    return names, out
+
+
+@dataclass(frozen=True)
+class QueryTable:
+    """The features of the distinct planned tasks: ``frame.iloc[rows]`` is one row per task.
+
+    ``steps`` and ``accounts`` are those of the distinct tasks (the frame's rows).
+    """
+
+    frame: pd.DataFrame
+    rows: np.ndarray
+    steps: list[str]
+    accounts: list[str | None]
+
+
+def query_table(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> QueryTable:
+    """The features of the *distinct* planned tasks at ``now`` and, per task, its row.
+
+    Tasks with the same step, account, quantity, params (by content), number of accounts
+    and concurrency have the same features: they are built once. ``frame.iloc[rows]``
+    equals :func:`query_features` (values and column order). Built with array operations
+    and C-level ``map``/``zip`` over the tasks (no per-task Python statement): planning
+    asks for 10,000 tasks at a time. ``snap`` as for :func:`query_features`.
+    """
+    n = len(tasks)
+    at = epoch_seconds(now)
+    steps, accounts, quantities, params, n_accounts, concurrency = (
+        zip(*map(_QUERY_FIELDS, tasks), strict=True) if n else ((),) * 6
+    )
+    account_text = ["" if a is None else str(a) for a in accounts]
+    sa = list(map(_SEP.join, zip(map(str, steps), account_text, strict=True)))
+    objects = dict(zip(map(id, params), params, strict=True))  # tasks share a few mappings
+    param_keys = {ident: params_key(obj) for ident, obj in objects.items()}
+    qkeys = {q: quantity_key(q) for q in dict.fromkeys(quantities)}
+    sapq = list(
+        map(
+            _SEP.join,
+            zip(
+                sa,
+                map(qkeys.__getitem__, quantities),
+                map(param_keys.__getitem__, map(id, params)),
+                strict=True,
+            ),
+        )
+    )
+    # the distinct tasks: the same sapq group, number of accounts and concurrency
+    keep: list[int] | None = None
+    rows = np.arange(n, dtype=np.int64)
+    if len(set(sapq)) < n:
+        signatures = list(zip(sapq, n_accounts, concurrency, strict=True))
+        first = dict(zip(reversed(signatures), range(n - 1, -1, -1), strict=True))
+        keep = sorted(first.values())
+        row_of = dict(zip(map(signatures.__getitem__, keep), itertools.count()))
+        rows = np.fromiter(map(row_of.__getitem__, signatures), np.int64, count=n)
+
+    def distinct(values: Sequence[Any]) -> list[Any]:
+        return list(values) if keep is None else list(map(values.__getitem__, keep))
+
+    u = n if keep is None else len(keep)
+    u_step, u_account = distinct(steps), distinct(accounts)
+    keys: dict[str, list[str]] = {
+        "sapq": distinct(sapq),
+        "sa": distinct(sa),
+        "s": u_step,
+        "a": distinct(account_text),
+    }
+    # numeric params: one slot per distinct content, names chosen by the tasks using them
+    slot_of_key: dict[str, int] = {}
+    slot_of_id: dict[int, int] = {}
+    mappings: list[object] = []
+    for ident, obj in objects.items():
+        slot = slot_of_key.setdefault(param_keys[ident], len(mappings))
+        if slot == len(mappings):
+            mappings.append(obj)
+        slot_of_id[ident] = slot
+    task_slot = np.fromiter(map(slot_of_id.__getitem__, map(id, params)), np.int64, count=n)
+    p_names, p_values = _weighted_param_columns(
+        mappings,
+        np.bincount(rows, minlength=u).astype("float64"),
+        task_slot if keep is None else task_slot[keep],
+    )
+    names = _column_names(p_names)
+    out = np.empty((len(names), u))  # one row per column: the frame's transposed block
+    stamp = datetime.fromtimestamp(at, UTC)
+    out[0] = np.asarray(distinct(quantities), dtype="float64")
+    out[1] = np.asarray(distinct(n_accounts), dtype="float64")
+    out[2] = np.asarray(distinct(concurrency), dtype="float64")
+    out[3] = float(stamp.hour)
+    out[4] = float(stamp.weekday())
+    out[5] = snap.running_at(at)
+    out[6 : 6 + len(p_names)] = p_values
+    col = 6 + len(p_names)
+    n_stats = len(STATS) - 1  # every stat but "since" (the last) is in the table
+    count_at = STATS.index("count")
+    for level, _cols in GROUP_LEVELS:
+        index, table, finish = snap.levels[level]
+        if level == "all":  # one group: the same row for every task
+            found_row = np.full(u, index.get("", -1), dtype=np.int64)
+        elif level in ("s", "a"):  # few groups: look each up once
+            lookup = {k: index.get(k, -1) for k in dict.fromkeys(keys[level])}
+            found_row = np.fromiter(map(lookup.__getitem__, keys[level]), np.int64, count=u)
+        else:
+            found_row = np.fromiter(
+                map(index.get, keys[level], itertools.repeat(-1)), np.int64, count=u
+            )
+        found = found_row >= 0
+        block = out[col : col + n_stats + 1]
+        if len(table):
+            safe = np.where(found, found_row, 0)
+            block[:n_stats] = table[safe].T
+            block[:n_stats, ~found] = np.nan
+            block[n_stats] = np.where(found, at - finish[safe], np.nan)
+        else:
+            block[:] = np.nan
+        count = block[count_at]
+        count[np.isnan(count)] = 0.0
+        col += n_stats + 1
+    frame = pd.DataFrame(out.T, columns=names, copy=False)
+    return QueryTable(frame, rows, u_step, u_account)
+
+
 def query_features(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> pd.DataFrame:
     """The features of planned tasks at ``now``, as :func:`attempt_features` makes them.
 
     ``snap`` must hold every attempt finished before ``now``: taken at ``now`` or at a
     time after the last finish of the history.
     """
-    n = len(tasks)
-    at = float(to_seconds(pd.Series([pd.Timestamp(now)]))[0])
-    step = [t.step for t in tasks]
-    account = ["" if t.account is None else str(t.account) for t in tasks]
-    sa = [f"{s}{_SEP}{a}" for s, a in zip(step, account, strict=True)]
-    quantities: dict[object, str] = {}
-    for t in tasks:
-        if t.quantity not in quantities:
-            quantities[t.quantity] = quantity_key(t.quantity)
-    keys = {
-        "sapq": [
-            f"{k}{_SEP}{quantities[t.quantity]}{_SEP}{p}"
-            for k, t, p in zip(sa, tasks, _params_keys([t.params for t in tasks]), strict=True)
-        ],
-        "sa": sa,
-        "s": step,
-        "a": account,
-        "all": [""] * n,
-    }
-    stats = [s for s in STATS if s != "since"]
-    columns: dict[str, np.ndarray] = {}
-    for level, _cols in GROUP_LEVELS:
-        index, table, finish = snap.levels[level]
-        if level == "all":  # one group: the same row for every task
-            rows = np.full(n, index.get("", -1), dtype=np.int64)
-        else:
-            get = index.get
-            rows = np.array([get(k, -1) for k in keys[level]], dtype=np.int64)
-        found = rows >= 0
-        safe = np.where(found, rows, 0)
-        values = (
-            np.where(found[:, None], table[safe], np.nan)
-            if len(table)
-            else np.full((n, len(stats)), np.nan)
-        )
-        since = np.where(found, at - finish[safe], np.nan) if len(finish) else np.full(n, np.nan)
-        for j, stat in enumerate(stats):
-            col = values[:, j]
-            columns[f"h.{level}.{stat}"] = (
-                np.where(np.isnan(col), 0.0, col) if (stat == "count") else col
-            )
-        columns[f"h.{level}.since"] = since
-    weekday = datetime.fromtimestamp(at, UTC)
-    context: dict[str, np.ndarray] = {
-        "quantity": np.array([float(t.quantity) for t in tasks], dtype="float64"),
-        "n_accounts": np.array([float(t.n_accounts) for t in tasks], dtype="float64"),
-        "concurrency": np.array([float(t.concurrency) for t in tasks], dtype="float64"),
-        "hour": np.full(n, float(weekday.hour)),
-        "weekday": np.full(n, float(weekday.weekday())),
-        "running": np.full(n, _running(snap.starts, snap.finishes, np.array([at]))[0]),
-    }
-    context.update(_param_columns([t.params for t in tasks]))
-    ordered = {
-        **context,
-        **{f"h.{lv}.{s}": columns[f"h.{lv}.{s}"] for lv, _ in GROUP_LEVELS for s in STATS},
-    }
-    return pd.DataFrame(ordered)
+    table = query_table(snap, tasks, now)
+    return table.frame.iloc[table.rows].reset_index(drop=True)

@@ -73,10 +73,11 @@ class PeakMemoryRegressor(RegressorMixin, BaseEstimator):  # type: ignore[misc]
     ) -> list[float | None]:
         """Peak MB for each (step, account); None when no attempt ever reported a peak."""
         by_pair, by_step, overall = self.by_step_account_, self.by_step_, self.overall_
-        out: list[float | None] = []
-        for step, account in zip(steps, accounts, strict=True):
-            value = by_pair.get((step, "" if account is None else str(account)))
-            out.append(by_step.get(step, overall) if value is None else value)
+        texts = ["" if a is None else str(a) for a in accounts]
+        out: list[float | None] = list(map(by_pair.get, zip(steps, texts, strict=True)))
+        for i, value in enumerate(out):
+            if value is None:  # no peak for the pair: its step's, else everyone's
+                out[i] = by_step.get(steps[i], overall)
         return out
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:

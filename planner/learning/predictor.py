@@ -22,13 +22,16 @@ baselines, ~150 ms with the default model, most of it the 300 boosted trees
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import dataclasses
 import gc
 import math
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,8 +41,9 @@ from planner.learning.evaluation import online_bounds
 from planner.learning.features import (
     HistorySnapshot,
     attempt_features,
+    epoch_seconds,
     finished_attempts,
-    query_features,
+    query_table,
     snapshot,
     to_seconds,
 )
@@ -71,6 +75,7 @@ class Predictor:
         default_s: float,
         warnings: list[str],
         memory: PeakMemoryRegressor | None,
+        threads: int | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.history = history
@@ -81,7 +86,12 @@ class Predictor:
         self.default_s = default_s
         self.warnings = warnings
         self.memory = memory
-        self._snapshot: HistorySnapshot | None = None
+        # OpenMP threads of the boosted trees while predicting (the model's own setting,
+        # applied here through one controller: discovering the libraries costs ms per call)
+        self.threads = threads
+        self._controller: Any = None
+        # the per-group history aggregates, once: valid for any ``now`` after the history
+        self._snapshot = snapshot(history, _FAR_FUTURE) if model is not None else None
 
     # -- loading -------------------------------------------------------------------------
 
@@ -117,6 +127,7 @@ class Predictor:
         memory = _fit_memory(done)
         if bundle is not None:
             model = _refresh(bundle, history, quantile)
+            threads, model.threads = model.threads, None
             return cls(
                 pipeline=pipeline,
                 history=history,
@@ -127,6 +138,7 @@ class Predictor:
                 default_s=default_s,
                 warnings=warnings,
                 memory=memory,
+                threads=threads,
             )
         if done.empty:
             warnings.append(
@@ -145,7 +157,8 @@ class Predictor:
             )
         data = done.sort_values("started_at", kind="stable")
         features = attempt_features(history).loc[data.index]
-        model = DurationModel(quantile=quantile, use_hgb=False).fit(
+        # baselines only: no boosting, hence no thread limit to set on every call
+        model = DurationModel(quantile=quantile, use_hgb=False, threads=None).fit(
             features, data["duration_s"].to_numpy(dtype="float64")
         )
         return cls(
@@ -166,8 +179,7 @@ class Predictor:
         snap = self._snapshot
         if snap is None:
             snap = self._snapshot = snapshot(self.history, _FAR_FUTURE)
-        at = float(to_seconds_one(now))
-        if at > snap.last_finish:
+        if epoch_seconds(now) > snap.last_finish:
             return snap
         return snapshot(self.history, now)
 
@@ -186,35 +198,80 @@ class Predictor:
                 gc.enable()
 
     def _predict(self, tasks: Sequence[TaskQuery], now: datetime) -> list[TaskEstimate]:
-        memory: list[float | None] = (
-            self.memory.predict_keys([t.step for t in tasks], [t.account for t in tasks])
-            if self.memory is not None
-            else [None] * len(tasks)
-        )
         if self.model is None:
             d = float(self.default_s)
+            memory = self._memory([t.step for t in tasks], [t.account for t in tasks])
             return [TaskEstimate(d, d, "default", m) for m in memory]
-        X = query_features(self._snap(now), tasks, now)
+        # features, predictions and estimates of the distinct tasks only (identical tasks
+        # share one frozen estimate)
+        table = query_table(self._snap(now), tasks, now)
+        X = table.frame
         model = self.model
-        point_log, center = model.predict_both(X)
+        with self._thread_limit():
+            point_log, center = model.predict_both(X)
         point = np.exp(point_log)
         bound = model.conformal_.bounds(center, point)
         if model.source() == "model":
-            sources = ["model"] * len(tasks)
+            sources = ["model"] * len(X)
         else:
             base = model.baseline()
             sources = base.sources(base.predict_with_level(X)[1])
-        return [
-            TaskEstimate(float(p), float(b), s, m)
-            for p, b, s, m in zip(point.tolist(), bound.tolist(), sources, memory, strict=True)
-        ]
+        memory = self._memory(table.steps, table.accounts)
+        distinct = _estimates(point.tolist(), bound.tolist(), sources, memory)
+        if len(distinct) == len(tasks):  # rows are 0..n-1 in order: no task repeats
+            return distinct
+        return list(map(distinct.__getitem__, table.rows.tolist()))
+
+    def _thread_limit(self) -> AbstractContextManager[object]:
+        if self.threads is None:
+            return contextlib.nullcontext()
+        if self._controller is None:  # the model is loaded: its OpenMP runtime is known
+            from threadpoolctl import ThreadpoolController
+
+            self._controller = ThreadpoolController()
+        return self._controller.limit(limits=self.threads)  # type: ignore[no-any-return]
+
+    def _memory(self, steps: list[str], accounts: list[str | None]) -> list[float | None]:
+        if self.memory is None:
+            return [None] * len(steps)
+        return self.memory.predict_keys(steps, accounts)
+
+
+_NEW = object.__new__
+#: Frozen dataclasses are built through ``object.__setattr__`` per field, three times
+#: slower than filling the instance dictionary; the shortcut is taken only for a plain
+#: dataclass (no ``__slots__``, no ``__post_init__``), as ``TaskEstimate`` is.
+_FAST_ESTIMATES = (
+    not hasattr(TaskEstimate, "__slots__")
+    and not hasattr(TaskEstimate, "__post_init__")
+    and [f.name for f in dataclasses.fields(TaskEstimate)]
+    == ["predicted_s", "bound_s", "source", "peak_rss_mb"]
+)
+
+
+def _estimates(
+    points: list[float], bounds: list[float], sources: list[str], memory: list[float | None]
+) -> list[TaskEstimate]:
+    """``TaskEstimate(p, b, s, m)`` for each position of the four lists."""
+    rows = zip(points, bounds, sources, memory, strict=True)
+    if not _FAST_ESTIMATES:
+        return [TaskEstimate(p, b, s, m) for p, b, s, m in rows]
+    out: list[TaskEstimate] = []
+    append = out.append
+    for p, b, s, m in rows:
+        estimate = _NEW(TaskEstimate)
+        fields = estimate.__dict__
+        fields["predicted_s"] = p
+        fields["bound_s"] = b
+        fields["source"] = s
+        fields["peak_rss_mb"] = m
+        append(estimate)
+    return out
 
 
 def to_seconds_one(moment: datetime) -> float:
     """One datetime as epoch seconds (naive = UTC)."""
-    import pandas as pd
-
-    return float(to_seconds(pd.Series([pd.Timestamp(moment)]))[0])
+    return epoch_seconds(moment)
 
 
 def _fit_memory(done: pd.DataFrame) -> PeakMemoryRegressor | None:

@@ -11,7 +11,11 @@
 
 from __future__ import annotations
 
+import functools
 import heapq
+import itertools
+import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -89,6 +93,33 @@ class GraphSchedule:
         return self.finish[step] - self.ready[step]
 
 
+@functools.lru_cache(maxsize=4)
+def _prepare(
+    durations: tuple[tuple[float, ...], ...],
+) -> tuple[list[int], list[float], list[list[int]], list[list[int]]]:
+    """The tasks of the steps (in rank order) sorted for :func:`schedule_graph`.
+
+    Every task has a global id (steps in rank order, then task index). Among the ready
+    tasks the one with the smallest key (-duration, id) goes first: the longest, ties to
+    the earlier step, then to the earlier task. Returns ``first`` (the first id of each
+    step, and the total), ``dur`` (by id), ``order`` (per step, its ids longest first,
+    stable) and ``closes`` (per step, per task in its order: -1, but the step's rank for
+    its last task). Cached: a plan schedules the same durations at many slot counts, and
+    the callers only read the result.
+    """
+    first = [0] * (len(durations) + 1)
+    dur: list[float] = []
+    order: list[list[int]] = []
+    for r, own in enumerate(durations):
+        base = first[r] = len(dur)
+        dur += own
+        longest = sorted(range(len(own)), key=own.__getitem__, reverse=True)
+        order.append(list(map(base.__add__, longest)))
+    first[-1] = len(dur)
+    closes = [[-1] * (len(ids) - 1) + [r] if ids else [] for r, ids in enumerate(order)]
+    return first, dur, order, closes
+
+
 def schedule_graph(
     deps: Mapping[str, Sequence[str]],
     durations: Mapping[str, Sequence[float]],
@@ -112,15 +143,14 @@ def schedule_graph(
         for d in set(deps[s]):
             if d in rank:
                 dependents[d].append(s)
-    dur = {s: [float(x) for x in durations.get(s, ())] for s in steps}
-    order = {s: sorted(range(len(dur[s])), key=dur[s].__getitem__, reverse=True) for s in steps}
-    left = {s: len(dur[s]) for s in steps}
+    first, dur, order, closes = _prepare(
+        tuple(tuple(map(float, durations.get(s, ()))) for s in steps)
+    )
+    slot = [0] * len(dur)
+    start = [0.0] * len(dur)
     ready_at: dict[str, float] = {}
     finish: dict[str, float] = {}
-    slot_of = {s: [0] * left[s] for s in steps}
-    start_of = {s: [0.0] * left[s] for s in steps}
     future: list[tuple[float, int, str]] = []  # steps whose dependencies are all placed
-    pool: list[tuple[float, int, str, int]] = []  # (-next duration, rank, step, position)
     free = [(0.0, k) for k in range(slots)]
 
     def placed(step: str, end: float) -> None:
@@ -135,49 +165,53 @@ def schedule_graph(
     for s in steps:
         if waiting[s] == 0:
             heapq.heappush(future, (0.0, rank[s], s))
-    latest = dict.fromkeys(steps, 0.0)
     replace = heapq.heapreplace
-    while future or pool:
+    neg = operator.neg
+    # the unplaced tasks of ready steps, in order: (key..., ready time, rank if last)
+    queue: list[tuple[float, int, float, int]] = []
+    q = 0  # queue[q:] is still to place, in order
+    while future or q < len(queue):
         t0 = free[0][0]
-        if not pool:
+        if q == len(queue):
             t0 = max(t0, future[0][0])
+        joined: list[tuple[float, int, float, int]] = []
         while future and future[0][0] <= t0:
             at, r, s = heapq.heappop(future)
             ready_at[s] = at
-            if left[s] == 0:
+            if not order[r]:
                 placed(s, at)
                 continue
-            heapq.heappush(pool, (-dur[s][order[s][0]], r, s, 0))
-        if not pool:
+            ids = order[r]
+            joined += zip(map(neg, map(dur.__getitem__, ids)), ids, itertools.repeat(at), closes[r])
+        if joined:  # each step's run is sorted: timsort merges the runs in linear time
+            queue = sorted(queue[q:] + joined if q < len(queue) else joined)
+            q = 0
+        if q == len(queue):
             continue
-        _, r, s, pos = pool[0]
-        ord_s, dur_s, slot_s, start_s = order[s], dur[s], slot_of[s], start_of[s]
-        ready, last, n = ready_at[s], latest[s], len(ord_s)
-        alone = len(pool) == 1
-        while True:  # place tasks of s while it stays the best ready step
+        # place the queue in order until a step becomes ready (it may hold longer tasks)
+        due = future[0][0] if future else math.inf
+        upto, pending = q, itertools.islice(queue, q, None)
+        for upto, (key, g, ready, closing) in enumerate(pending, q + 1):  # noqa: B007 (read below)
             at, k = free[0]
-            i = ord_s[pos]
             begin = at if at > ready else ready
-            end = begin + dur_s[i]
-            replace(free, (end, k))
-            slot_s[i], start_s[i] = k, begin
-            if end > last:  # noqa: PLR1730 (hot loop: cheaper than max)
-                last = end
-            pos += 1
-            if pos == n:
-                heapq.heappop(pool)
-                latest[s] = last
-                placed(s, last)
+            replace(free, (begin - key, k))
+            slot[g] = k
+            start[g] = begin
+            if closing >= 0:  # the step's last task: it is placed
+                r = closing
+                a, b = first[r], first[r + 1]
+                placed(steps[r], max(0.0, *map(operator.add, start[a:b], dur[a:b])))
+                due = future[0][0] if future else math.inf
+            if free[0][0] >= due:
                 break
-            if not alone or (future and future[0][0] <= free[0][0]):
-                replace(pool, (-dur_s[ord_s[pos]], r, s, pos))
-                latest[s] = last
-                break
+        q = upto
+    slot_of = {s: tuple(slot[first[r] : first[r + 1]]) for r, s in enumerate(steps)}
+    start_of = {s: tuple(start[first[r] : first[r + 1]]) for r, s in enumerate(steps)}
     makespan = max(finish.values(), default=0.0)
     return GraphSchedule(
         makespan=makespan,
         ready=ready_at,
         finish=finish,
-        slot={s: tuple(v) for s, v in slot_of.items()},
-        start={s: tuple(v) for s, v in start_of.items()},
+        slot=slot_of,
+        start=start_of,
     )

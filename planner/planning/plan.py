@@ -7,7 +7,11 @@ gives the document ``planner plan --json`` prints and the history stores.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+import itertools
+import operator
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,17 +52,10 @@ def task_queries(
     chosen = list(accounts) if accounts is not None else list(pipeline.account_list)
     queries = []
     for step in steps:
+        amount = float(quantity if quantity is not None else step.quantity)
+        params = dict(step.params)  # one mapping per step, shared by its tasks (read-only)
         for account in chosen if step.per_account else [None]:
-            queries.append(
-                TaskQuery(
-                    step=step.id,
-                    account=account,
-                    quantity=float(quantity if quantity is not None else step.quantity),
-                    params=dict(step.params),
-                    n_accounts=len(chosen),
-                    concurrency=concurrency,
-                )
-            )
+            queries.append(TaskQuery(step.id, account, amount, params, len(chosen), concurrency))
     return queries
 
 
@@ -86,11 +83,21 @@ def build_plan(
         raise ValueError(f"{len(queries)} tasks but {len(estimates)} estimates")
     ids = [s.id for s in steps]
     deps = {s.id: [d for d in s.depends_on if d in ids] for s in steps}
-    per_step: dict[str, list[tuple[TaskQuery, TaskEstimate]]] = {i: [] for i in ids}
-    for query, est in zip(queries, estimates, strict=True):
-        per_step.setdefault(query.step, []).append((query, est))
-    predicted = {i: [e.predicted_s for _, e in per_step[i]] for i in ids}
-    bounds = {i: [max(e.bound_s, e.predicted_s) for _, e in per_step[i]] for i in ids}
+    # the positions of each step's tasks, in the order given (a stable sort by step rank:
+    # linear when the queries come grouped by step, as task_queries makes them)
+    rank = {i: r for r, i in enumerate(ids)}
+    ranks = [rank.get(step, len(ids)) for step in map(_STEP, queries)]
+    order = sorted(range(len(queries)), key=ranks.__getitem__)
+    per_rank = Counter(ranks)
+    per_step: dict[str, list[int]] = {}
+    begin = 0
+    for r, i in enumerate(ids):
+        per_step[i] = order[begin : begin + per_rank[r]]
+        begin += per_rank[r]
+    all_predicted = list(map(_PREDICTED, estimates))
+    all_bounds = list(map(max, map(_BOUND, estimates), all_predicted))
+    predicted = {i: list(map(all_predicted.__getitem__, per_step[i])) for i in ids}
+    bounds = {i: list(map(all_bounds.__getitem__, per_step[i])) for i in ids}
 
     peak = _memory_per_task(pipeline, estimates)
     choice = choose_concurrency(
@@ -109,35 +116,41 @@ def build_plan(
         quantile=pipeline.schedule.quantile,
     )
 
+    accounts = list(map(_ACCOUNT, queries))
+    sources = list(map(_SOURCE, estimates))
+    peaks = list(map(_PEAK, estimates))
     tasks: list[TaskPlan] = []
     step_plans: list[StepPlan] = []
     for i in ids:
-        groups: dict[int, list[tuple[float, str | None]]] = {}
-        for k, (query, est) in enumerate(per_step[i]):
-            slot = sched.slot[i][k]
-            groups.setdefault(slot, []).append((sched.start[i][k], query.account))
-            tasks.append(
-                TaskPlan(
-                    step=i,
-                    account=query.account,
-                    predicted_s=est.predicted_s,
-                    bound_s=bounds[i][k],
-                    source=est.source,
-                    slot=slot,
-                    peak_rss_mb=est.peak_rss_mb,
-                )
-            )
+        positions = per_step[i]
+        slot_i, start_i = sched.slot[i], sched.start[i]
+        account_i = list(map(accounts.__getitem__, positions))
+        tasks += _task_plans(
+            i,
+            zip(
+                account_i,
+                predicted[i],
+                bounds[i],
+                map(sources.__getitem__, positions),
+                slot_i,
+                map(peaks.__getitem__, positions),
+                strict=True,
+            ),
+        )
+        # the accounts of each slot (slots in order), in the order they start there
+        by_start = sorted(range(len(positions)), key=start_i.__getitem__)
+        by_slot = sorted(by_start, key=slot_i.__getitem__)
         step_plans.append(
             StepPlan(
                 step=i,
-                tasks=len(per_step[i]),
+                tasks=len(positions),
                 slots=slots,
                 makespan_s=sched.span(i),
                 lower_bound_s=lower_bound(predicted[i], slots),
                 bound_s=bound_sched.span(i),
                 groups=tuple(
-                    tuple(a for _, a in sorted(groups[g], key=lambda x: x[0]))
-                    for g in sorted(groups)
+                    tuple(map(account_i.__getitem__, group))
+                    for _, group in itertools.groupby(by_slot, key=slot_i.__getitem__)
                 ),
             )
         )
@@ -191,6 +204,46 @@ def build_plan(
     )
 
 
+_STEP = operator.attrgetter("step")
+_ACCOUNT = operator.attrgetter("account")
+_PREDICTED = operator.attrgetter("predicted_s")
+_BOUND = operator.attrgetter("bound_s")
+_SOURCE = operator.attrgetter("source")
+_PEAK = operator.attrgetter("peak_rss_mb")
+_NEW = object.__new__
+#: Frozen dataclasses are built through ``object.__setattr__`` per field, several times
+#: slower than filling the instance dictionary; a plan has a TaskPlan per task, so the
+#: shortcut is taken for a plain dataclass (no ``__slots__``, no ``__post_init__``).
+_TASK_FIELDS = ("step", "account", "predicted_s", "bound_s", "source", "slot", "peak_rss_mb")
+_FAST_TASKS = (
+    not hasattr(TaskPlan, "__slots__")
+    and not hasattr(TaskPlan, "__post_init__")
+    and tuple(f.name for f in dataclasses.fields(TaskPlan)) == _TASK_FIELDS
+)
+
+
+def _task_plans(
+    step: str, rows: Iterable[tuple[str | None, float, float, str, int, float | None]]
+) -> list[TaskPlan]:
+    """``TaskPlan(step, account, predicted, bound, source, slot, peak)`` per row."""
+    if not _FAST_TASKS:
+        return [TaskPlan(step, a, p, b, src, k, m) for a, p, b, src, k, m in rows]
+    out: list[TaskPlan] = []
+    append = out.append
+    for a, p, b, src, k, m in rows:
+        task = _NEW(TaskPlan)
+        fields = task.__dict__
+        fields["step"] = step
+        fields["account"] = a
+        fields["predicted_s"] = p
+        fields["bound_s"] = b
+        fields["source"] = src
+        fields["slot"] = k
+        fields["peak_rss_mb"] = m
+        append(task)
+    return out
+
+
 def _memory_per_task(pipeline: Pipeline, estimates: Sequence[TaskEstimate]) -> float | None:
     """The file's ``memory_per_task`` in MB, else the largest predicted peak, else ``None``."""
     setting = pipeline.concurrency.memory_per_task
@@ -223,12 +276,12 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
             }
             for s in plan.steps
         ],
-        "tasks": [
+        "tasks": [  # 10,000 rows in a large plan: rounded inline
             {
                 "step": t.step,
                 "account": t.account,
-                "predicted_s": _round(t.predicted_s),
-                "bound_s": _round(t.bound_s),
+                "predicted_s": round(float(t.predicted_s), 3),
+                "bound_s": round(float(t.bound_s), 3),
                 "source": t.source,
                 "slot": t.slot,
             }
