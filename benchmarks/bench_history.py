@@ -1,6 +1,7 @@
 """History write throughput: attempt rows per second (start + finish pairs) on SQLite.
 
-Usage: python benchmarks/bench_history.py [--attempts N] [--bulk N] [--frame N] [--json]
+Usage: python benchmarks/bench_history.py [--attempts N] [--bulk N] [--frame-rounds N]
+       [--baseline GIT_REF] [--json]
 
 Measures, in one run and on fresh files in a temporary folder:
 
@@ -11,19 +12,26 @@ Measures, in one run and on fresh files in a temporary folder:
 - ``bare_executemany``: bare ``sqlite3`` inserting every row with one ``executemany`` and
   updating them with one more, in one transaction: the ceiling;
 - ``bulk_import``: ``HistoryStore.import_attempts`` rows per second;
-- ``frame``: ``attempts_frame`` rows per second over the imported rows.
+- ``frame``: ``attempts_frame`` rows per second over the imported rows (the best of
+  ``--frame-rounds`` reads). With ``--baseline REF`` the reader of
+  ``planner/history/frames.py`` as it was at git ``REF`` reads the same rows too,
+  alternating with the current one, and must return an equal frame: before and after in
+  one run, on the same file and the same machine load.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from planner.history import AttemptOutcome, AttemptStart, HistoryStore
@@ -133,7 +141,28 @@ def bench_bare_executemany(folder: Path, n: int) -> float:
         conn.close()
 
 
-def bench_bulk_and_frame(folder: Path, n: int) -> tuple[float, float]:
+def baseline_reader(ref: str, folder: Path) -> ModuleType:
+    """``planner/history/frames.py`` as it was at git ``ref``, loaded as a module."""
+    repo = Path(__file__).resolve().parents[1]
+    source = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{ref}:planner/history/frames.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    path = folder / "frames_baseline.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("frames_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def bench_bulk_and_frame(
+    folder: Path, n: int, rounds: int = 1, baseline: ModuleType | None = None
+) -> tuple[float, list[float], list[float]]:
+    """Bulk-import ``n`` rows; then the frame read times (current, and baseline if given)."""
+    import pandas as pd  # import time is not the reader's cost
+
     store = HistoryStore(f"sqlite:///{folder / 'bulk.db'}")
     rows = (
         {"pipeline": "bench", "step": "job", "source_key": str(i), "account": f"u{i % 100}",
@@ -142,18 +171,28 @@ def bench_bulk_and_frame(folder: Path, n: int) -> tuple[float, float]:
          "params": {"queue": f"q{i % 3}"}}
         for i in range(n)
     )  # fmt: skip
+    current: list[float] = []
+    before: list[float] = []
     try:
         began = time.perf_counter()
         result = store.import_attempts(rows, "bench:rows")
         bulk = time.perf_counter() - began
         assert result.inserted == n
-        import pandas  # noqa: F401  (import time is not the reader's cost)
-
-        began = time.perf_counter()
-        frame = store.attempts_frame("bench")
-        read = time.perf_counter() - began
-        assert len(frame) == n
-        return bulk, read
+        for _ in range(rounds):
+            began = time.perf_counter()
+            frame = store.attempts_frame("bench")
+            current.append(time.perf_counter() - began)
+            assert len(frame) == n
+            if baseline is not None:
+                with store._engine.connect() as conn:  # what attempts_frame does
+                    began = time.perf_counter()
+                    old = baseline.read_attempts(conn, pipeline="bench")
+                    before.append(time.perf_counter() - began)
+                    conn.rollback()
+                pd.testing.assert_frame_equal(old, frame)
+                del old
+            del frame
+        return bulk, current, before
     finally:
         store.close()
 
@@ -162,6 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=2000, help="start+finish pairs")
     parser.add_argument("--bulk", type=int, default=122_000, help="rows to bulk-import")
+    parser.add_argument(
+        "--frame-rounds", type=int, default=1, help="attempts_frame reads (the best counts)"
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also time planner/history/frames.py as of this git ref, alternating",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     n = args.attempts
@@ -170,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         store_s = bench_store(folder, n)
         bare_tx_s = bench_bare_tx(folder, n)
         bare_many_s = bench_bare_executemany(folder, n)
-        bulk_s, frame_s = bench_bulk_and_frame(folder, args.bulk)
+        baseline = baseline_reader(args.baseline, folder) if args.baseline else None
+        bulk_s, frames, before = bench_bulk_and_frame(
+            folder, args.bulk, max(1, args.frame_rounds), baseline
+        )
+    frame_s = min(frames)
     figures = {
         "attempts": n,
         "store_rows_per_s": round(n / store_s),
@@ -183,7 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         "bulk_import_s": round(bulk_s, 2),
         "frame_rows_per_s": round(args.bulk / frame_s),
         "frame_s": round(frame_s, 2),
+        "frame_rounds_s": [round(t, 2) for t in frames],
     }
+    if before:
+        figures.update(
+            baseline=args.baseline,
+            baseline_frame_s=round(min(before), 2),
+            baseline_rounds_s=[round(t, 2) for t in before],
+            frame_speedup=round(min(before) / frame_s, 2),
+        )
     if args.json:
         json.dump(figures, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -197,7 +256,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bulk import of {args.bulk} rows: {figures['bulk_import_s']} s "
               f"({figures['bulk_import_rows_per_s']} rows/s)")  # fmt: skip
         print(f"attempts_frame of {args.bulk} rows: {figures['frame_s']} s "
-              f"({figures['frame_rows_per_s']} rows/s)")  # fmt: skip
+              f"({figures['frame_rows_per_s']} rows/s; "
+              f"rounds {figures['frame_rounds_s']})")  # fmt: skip
+        if before:
+            print(f"  same rows, reader of {args.baseline}: {figures['baseline_frame_s']} s "
+                  f"(rounds {figures['baseline_rounds_s']}): "
+                  f"{figures['frame_speedup']}x faster now")  # fmt: skip
     return 0
 
 

@@ -109,12 +109,12 @@ def handle(args: argparse.Namespace) -> int:
             quantity=args.quantity,
         )
         document = store_plan(store, plan)
+    for warning in plan.warnings:  # one line each, on stderr, in both modes
+        print(f"planner: warning: {warning}", file=sys.stderr)
     if args.json:
-        for warning in plan.warnings:
-            print(f"planner: warning: {warning}", file=sys.stderr)
         print_json(document)
     else:
-        _print_plan(plan)
+        _print_plan(plan, warnings=False)
     return 0
 
 
@@ -332,7 +332,11 @@ def _train_if_possible(
 
 
 def _print_plan(
-    plan: Plan, *, brief: bool = False, write: Callable[[str], None] | None = None
+    plan: Plan,
+    *,
+    brief: bool = False,
+    write: Callable[[str], None] | None = None,
+    warnings: bool = True,
 ) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -341,7 +345,7 @@ def _print_plan(
 
     console = Console()
     emit: Callable[[Any], None] = console.print if write is None else _rich_writer(write)
-    for warning in plan.warnings:
+    for warning in plan.warnings if warnings else ():
         emit(f"[yellow]warning:[/] {warning}")
     if not brief:
         for step in plan.steps:

@@ -187,8 +187,8 @@ def _print_result(result: TrainingResult, quantile: float) -> None:
     console.print(
         f"saved {result.model_id} ({kind}, {result.seconds:.1f} s); live: {result.current_id}"
     )
-    for note in result.messages:
-        console.print(f"note: {note}")
+    for note in result.messages:  # one line each, never wrapped (a model's problem, ...)
+        console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
 
 
 def _print_steps(console: Any, per_step: dict[str, dict[str, dict[str, float]]]) -> None:

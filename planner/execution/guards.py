@@ -129,7 +129,9 @@ class LeaseKeeper:
                 self.on_lost()
                 return
 
-    def stop(self, release: bool = True) -> None:
+    def stop(self, release: bool = True, *, quiet: bool = False) -> None:
+        """Stop the heartbeat and give the lease up; ``quiet``: a failure to release
+        is not reported (the run is failing already, with its own error)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -137,7 +139,8 @@ class LeaseKeeper:
             try:
                 self.store.release_lease(self.pipeline, self.owner_id)
             except PlannerError as exc:
-                log.warning("cannot release the lease: %s", exc)
+                if not quiet:
+                    log.warning("cannot release the lease: %s", exc)
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,9 @@ class RunGuards:
     def lost(self) -> bool:
         return self.keeper.lost
 
-    def release(self) -> None:
+    def release(self, *, quiet: bool = False) -> None:
         try:
-            self.keeper.stop(release=True)
+            self.keeper.stop(release=True, quiet=quiet)
         finally:
             self.lock.release()
 
@@ -177,7 +180,10 @@ class RunGuards:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.release()
+        # When the run fails (say the disk is full), releasing the lease usually fails
+        # the same way: the run's own error is the one line to show; the lease then
+        # expires, or is taken over at once on this host since its owner is gone.
+        self.release(quiet=exc is not None)
 
 
 def _describe_holder(holder: LeaseHolder) -> str:

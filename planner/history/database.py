@@ -65,6 +65,11 @@ def store_errors(where: str) -> Iterator[None]:
 def _describe(exc: SQLAlchemyError) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         message = str(exc.orig).strip() or type(exc.orig).__name__
+        # SQLite's "disk I/O error" covers many causes; its extended code says which
+        # (SQLITE_IOERR_WRITE: a write failed, e.g. the disk is full or the file too big).
+        name = getattr(exc.orig, "sqlite_errorname", None)
+        if isinstance(name, str) and name.startswith("SQLITE_IOERR_"):
+            message = f"{message} ({name})"
     else:
         message = str(exc).strip() or type(exc).__name__
     return message.splitlines()[0]
