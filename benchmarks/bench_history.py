@@ -197,6 +197,30 @@ def bench_bulk_and_frame(
         store.close()
 
 
+def bench_bare_fetch(folder: Path) -> float:
+    """Bare sqlite3 ``fetchall`` of the frame's columns in its order: the driver's share."""
+    import gc
+
+    from planner.history.frames import FRAME_COLUMNS
+
+    conn = sqlite3.connect(folder / "bulk.db")
+    collecting = gc.isenabled()
+    gc.disable()  # as the reader does
+    try:
+        began = time.perf_counter()
+        rows = conn.execute(
+            f"SELECT {', '.join(FRAME_COLUMNS)} FROM attempts WHERE pipeline = 'bench'"
+            " ORDER BY started_at, attempt_id"
+        ).fetchall()
+        seconds = time.perf_counter() - began
+        del rows
+        return seconds
+    finally:
+        if collecting:
+            gc.enable()
+        conn.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=2000, help="start+finish pairs")
@@ -221,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         bulk_s, frames, before = bench_bulk_and_frame(
             folder, args.bulk, max(1, args.frame_rounds), baseline
         )
+        fetch_s = bench_bare_fetch(folder)
     frame_s = min(frames)
     figures = {
         "attempts": n,
@@ -235,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "frame_rows_per_s": round(args.bulk / frame_s),
         "frame_s": round(frame_s, 2),
         "frame_rounds_s": [round(t, 2) for t in frames],
+        "bare_fetchall_s": round(fetch_s, 2),
     }
     if before:
         figures.update(
@@ -258,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"attempts_frame of {args.bulk} rows: {figures['frame_s']} s "
               f"({figures['frame_rows_per_s']} rows/s; "
               f"rounds {figures['frame_rounds_s']})")  # fmt: skip
+        print(f"  of which the driver alone (bare sqlite3 fetchall, same columns and order): "
+              f"{figures['bare_fetchall_s']} s")  # fmt: skip
         if before:
             print(f"  same rows, reader of {args.baseline}: {figures['baseline_frame_s']} s "
                   f"(rounds {figures['baseline_rounds_s']}): "
