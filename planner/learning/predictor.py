@@ -14,9 +14,10 @@ through the registry (hash and library versions checked before unpickling). Then
 
 Peak memory comes from a :class:`~planner.learning.memory.PeakMemoryRegressor` fitted on
 ``history`` at load (None when no attempt reported it). The history features of planned
-tasks are looked up in a per-group snapshot taken at load. Measured by
-``benchmarks/bench_learning.py latency`` (10,000 tasks, 2 busy cores): ~40 ms with the
-baselines, ~150 ms with the default model, most of it the 300 boosted trees
+tasks are looked up in a per-group snapshot taken at load, for the distinct tasks only
+(:func:`~planner.learning.features.query_table`). Measured by
+``benchmarks/bench_learning.py latency`` (10,000 tasks): ~20 ms with the baselines, ~75 ms
+with the default model on a quiet machine, of which ~55 ms are the 150 boosted trees
 (``max_iter`` + ``quantile_max_iter`` of the model trade accuracy for speed).
 """
 
