@@ -189,8 +189,21 @@ def schedule_graph(
         if q == len(queue):
             continue
         # place the queue in order until a step becomes ready (it may hold longer tasks)
-        due = future[0][0] if future else math.inf
         upto, pending = q, itertools.islice(queue, q, None)
+        if not future:  # nothing can become ready before a step is placed
+            for upto, (key, g, ready, closing) in enumerate(pending, q + 1):  # noqa: B007
+                at, k = free[0]
+                begin = at if at > ready else ready
+                replace(free, (begin - key, k))
+                slot[g] = k
+                start[g] = begin
+                if closing >= 0:  # the step's last task: its dependents may become ready
+                    a, b = first[closing], first[closing + 1]
+                    placed(steps[closing], max(0.0, *map(operator.add, start[a:b], dur[a:b])))
+                    break
+            q = upto
+            continue
+        due = future[0][0]
         for upto, (key, g, ready, closing) in enumerate(pending, q + 1):  # noqa: B007 (read below)
             at, k = free[0]
             begin = at if at > ready else ready
@@ -198,9 +211,8 @@ def schedule_graph(
             slot[g] = k
             start[g] = begin
             if closing >= 0:  # the step's last task: it is placed
-                r = closing
-                a, b = first[r], first[r + 1]
-                placed(steps[r], max(0.0, *map(operator.add, start[a:b], dur[a:b])))
+                a, b = first[closing], first[closing + 1]
+                placed(steps[closing], max(0.0, *map(operator.add, start[a:b], dur[a:b])))
                 due = future[0][0] if future else math.inf
             if free[0][0] >= due:
                 break
