@@ -8,7 +8,6 @@ do not edit them in place.
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Sequence
 from datetime import datetime
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from sqlalchemy import Connection, String, select, type_coerce
 
 from planner.clock import ensure_utc
+from planner.gcpause import paused_gc
 from planner.history.schema import attempts
 
 if TYPE_CHECKING:
@@ -79,18 +79,13 @@ def read_attempts(
         query = query.where(attempts.c.started_at < ensure_utc(until))
     # Millions of short-lived tuples would start the cyclic garbage collector again and
     # again (each pass walking every tuple read so far): it is paused while reading.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         result = conn.execute(query)
         # Plain driver tuples: no column here has a result processor (times are coerced
         # to text above), and they are far cheaper than SQLAlchemy Row objects.
         records = result.cursor.fetchall() if result.cursor is not None else []
         result.close()
         return _typed(records)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def empty_attempts_frame() -> pd.DataFrame:

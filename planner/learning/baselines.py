@@ -7,7 +7,7 @@ history at the attempt's start, falling back along :data:`BASELINE_LEVELS`:
 all it predicts the median duration seen in ``fit`` (or ``default_s``).
 
 ``X`` is a frame made by :func:`planner.learning.features.attempt_features` (or
-:func:`~planner.learning.features.query_features`); only its ``h.<level>.mean<k>`` and
+:func:`~planner.learning.queries.query_features`); only its ``h.<level>.mean<k>`` and
 ``h.<level>.count`` columns are read.
 """
 

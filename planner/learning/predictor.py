@@ -15,7 +15,7 @@ through the registry (hash and library versions checked before unpickling). Then
 Peak memory comes from a :class:`~planner.learning.memory.PeakMemoryRegressor` fitted on
 ``history`` at load (None when no attempt reported it). The history features of planned
 tasks are looked up in a per-group snapshot taken at load, for the distinct tasks only
-(:func:`~planner.learning.features.query_table`). Measured by
+(:func:`~planner.learning.queries.query_table`). Measured by
 ``benchmarks/bench_learning.py latency`` (10,000 tasks): ~20 ms with the baselines, ~75 ms
 with the default model on a quiet machine, of which ~55 ms are the 150 boosted trees
 (``max_iter`` + ``quantile_max_iter`` of the model trade accuracy for speed).
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import gc
 import math
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -37,19 +36,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from planner.errors import ModelError
+from planner.gcpause import paused_gc
 from planner.learning.conformal import AdaptiveConformal
 from planner.learning.evaluation import online_bounds
 from planner.learning.features import (
-    HistorySnapshot,
     attempt_features,
-    epoch_seconds,
     finished_attempts,
-    query_table,
-    snapshot,
     to_seconds,
 )
 from planner.learning.memory import PeakMemoryRegressor
 from planner.learning.models import DurationModel, ModelBundle
+from planner.learning.queries import (
+    HistorySnapshot,
+    epoch_seconds,
+    query_table,
+    snapshot,
+)
 from planner.learning.registry import Registry
 from planner.planning.model import TaskEstimate, TaskQuery
 
@@ -190,13 +192,8 @@ class Predictor:
             return []
         # Creating ~10 objects per task would trigger full garbage collections that walk
         # the whole history frame (its params dicts): they cost more than the prediction.
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
+        with paused_gc():
             return self._predict(tasks, now)
-        finally:
-            if enabled:
-                gc.enable()
 
     def _predict(self, tasks: Sequence[TaskQuery], now: datetime) -> list[TaskEstimate]:
         if self.model is None:

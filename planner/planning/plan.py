@@ -7,17 +7,16 @@ gives the document ``planner plan --json`` prints and the history stores.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import itertools
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from planner.config.models import Pipeline, Step
+from planner.gcpause import paused_gc
 from planner.graph import levels
 from planner.planning.concurrency import (
     choose_concurrency,
@@ -81,7 +80,7 @@ def build_plan(
     calibrate the run bound); ``current_start``: when the planned run starts (``now`` by
     default), from which the next start is decided; ``concurrency`` overrides the file.
     """
-    with _without_gc():
+    with paused_gc():
         return _build_plan(
             pipeline,
             steps,
@@ -236,21 +235,6 @@ def _build_plan(
     )
 
 
-@contextlib.contextmanager
-def _without_gc() -> Iterator[None]:
-    """The collector paused: a plan creates several objects per task (10,000 tasks), and
-    the full collections they trigger walk everything the process holds (the history
-    frame, the model), which cost more than the plan itself (~120 ms each in
-    ``benchmarks/bench_planning.py latency``). Nothing here creates reference cycles."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 _STEP = operator.attrgetter("step")
 _ACCOUNT = operator.attrgetter("account")
 _PREDICTED = operator.attrgetter("predicted_s")
@@ -306,7 +290,7 @@ def _round(value: float | None) -> float | None:
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
     """The plan as the JSON document of ``planner plan --json``."""
-    with _without_gc():
+    with paused_gc():
         return _plan_json(plan)
 
 

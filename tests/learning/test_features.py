@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 from planner.learning.features import (
     attempt_features,
     history_features,
+)
+from planner.learning.queries import (
     query_features,
     snapshot,
 )

@@ -14,11 +14,13 @@ import pytest
 from planner.learning import predictor as predictor_module
 from planner.learning.features import (
     attempt_features,
+)
+from planner.learning.predictor import Predictor
+from planner.learning.queries import (
     query_features,
     query_table,
     snapshot,
 )
-from planner.learning.predictor import Predictor
 from planner.learning.registry import Registry
 from planner.learning.training import train_pipeline
 from planner.planning.model import TaskEstimate, TaskQuery
