@@ -60,6 +60,7 @@ def task_queries(
     return queries
 
 
+@paused_gc()
 def build_plan(
     pipeline: Pipeline,
     steps: Sequence[Step],
@@ -80,36 +81,6 @@ def build_plan(
     calibrate the run bound); ``current_start``: when the planned run starts (``now`` by
     default), from which the next start is decided; ``concurrency`` overrides the file.
     """
-    with paused_gc():
-        return _build_plan(
-            pipeline,
-            steps,
-            queries,
-            estimates,
-            past_runs=past_runs,
-            now=now,
-            cpu_count=cpu_count,
-            free_memory_mb=free_memory_mb,
-            concurrency=concurrency,
-            current_start=current_start,
-            warnings=warnings,
-        )
-
-
-def _build_plan(
-    pipeline: Pipeline,
-    steps: Sequence[Step],
-    queries: Sequence[TaskQuery],
-    estimates: Sequence[TaskEstimate],
-    *,
-    past_runs: Sequence[PastRun],
-    now: datetime,
-    cpu_count: int | None,
-    free_memory_mb: float | None,
-    concurrency: int | None = None,
-    current_start: datetime | None = None,
-    warnings: Sequence[str] = (),
-) -> Plan:
     if len(queries) != len(estimates):
         raise ValueError(f"{len(queries)} tasks but {len(estimates)} estimates")
     ids = [s.id for s in steps]
