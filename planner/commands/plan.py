@@ -338,12 +338,12 @@ def _print_plan(
     write: Callable[[str], None] | None = None,
     warnings: bool = True,
 ) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from planner.commands.common import console as make_console
     from planner.units import format_duration, format_size
 
-    console = Console()
+    console = make_console()
     emit: Callable[[Any], None] = console.print if write is None else _rich_writer(write)
     for warning in plan.warnings if warnings else ():
         emit(f"[yellow]warning:[/] {warning}")
@@ -406,7 +406,7 @@ def _rich_writer(write: Callable[[str], None]) -> Callable[[Any], None]:
     from rich.console import Console
 
     def emit(obj: Any) -> None:
-        console = Console(width=100, color_system=None)
+        console = Console(width=160, color_system=None, soft_wrap=True)
         with console.capture() as capture:
             console.print(obj)
         for line in capture.get().rstrip("\n").splitlines():

@@ -182,9 +182,9 @@ def _cadence(text: str | None, default: float | None) -> float | str:
 
 
 def _print_result(name: str, by: str, cadence: float | str, result: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from planner.commands.common import console as make_console
     from planner.units import format_duration
 
     if isinstance(cadence, str):
@@ -214,4 +214,4 @@ def _print_result(name: str, by: str, cadence: float | str, result: Any) -> None
             format_duration(m.idle_s_mean),
             format_duration(m.lateness_s_mean),
         )
-    Console().print(table)
+    make_console().print(table)

@@ -75,6 +75,17 @@ NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
 #: Positive bytes, written as ``512MB``, ``2GiB`` or a number.
 Size = Annotated[int, BeforeValidator(_positive_size)]
 StepId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
+def _env_text(value: object) -> object:
+    """Env values are text; a bare number or boolean (``THREADS: 4``) is taken as its text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+#: An environment value: text, or a number or boolean written bare in the file.
+EnvValue = Annotated[str, BeforeValidator(_env_text)]
 Account = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
 Scalar = str | int | float | bool
 
@@ -138,7 +149,7 @@ class Step(_Frozen):
     per_account: bool = False
     quantity: int = Field(default=0, ge=0)
     params: dict[str, Scalar] = Field(default_factory=dict)
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, EnvValue] = Field(default_factory=dict)
     cwd: Path | None = None
     timeout: Duration | Literal["auto"] | None = None
     retry: str | RetryPolicy | None = None

@@ -396,3 +396,10 @@ def test_validate_as_a_real_process(write_pipeline: Write) -> None:
     assert done.stderr.strip() == (
         f"planner: error: {path}: accounts[1]: duplicate account 'a' (also accounts[0])"
     )
+
+
+def test_env_values_written_bare_are_text(write_pipeline: Write) -> None:
+    data = minimal()
+    data["steps"] = [{"id": "1", "command": ["x"], "env": {"THREADS": 4, "DEBUG": True, "N": "x"}}]
+    env = load_pipeline(write_pipeline(data)).steps[0].env
+    assert env == {"THREADS": "4", "DEBUG": "true", "N": "x"}
