@@ -99,6 +99,13 @@ def _list(value: object) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
 
 
+def _deps(value: object) -> list[Any]:
+    """``depends_on`` as a list: a bare id stands for a list of one."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return [value]
+    return _list(value)
+
+
 def _text(value: object) -> str:
     return str(value) if value is not None else "?"
 
@@ -157,7 +164,7 @@ def _check_step_ids(steps: list[Mapping[str, Any]], issues: list[ConfigIssue]) -
 def _check_dependencies(
     loc: str, step_id: str, deps: object, ids: list[str], issues: list[ConfigIssue]
 ) -> None:
-    for index, dep in enumerate(_list(deps)):
+    for index, dep in enumerate(_deps(deps)):
         dep_id = _text(dep)
         if dep_id == step_id:
             issues.append(
@@ -236,7 +243,7 @@ def _check_cycles(
             continue
         deps[step_id] = [
             _text(d)
-            for d in _list(step.get("depends_on"))
+            for d in _deps(step.get("depends_on"))
             if _text(d) in ids and _text(d) != step_id
         ]
     cycle = find_cycle(deps)

@@ -75,6 +75,8 @@ NonNegativeDuration = Annotated[float, BeforeValidator(_non_negative_duration)]
 #: Positive bytes, written as ``512MB``, ``2GiB`` or a number.
 Size = Annotated[int, BeforeValidator(_positive_size)]
 StepId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
+
+
 def _env_text(value: object) -> object:
     """Env values are text; a bare number or boolean (``THREADS: 4``) is taken as its text."""
     if isinstance(value, bool):
@@ -84,6 +86,22 @@ def _env_text(value: object) -> object:
     return value
 
 
+def _arg_text(value: object) -> object:
+    """A bare number in a command list (``[sleep, 5]``) is taken as its text."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _one_or_many(value: object) -> object:
+    """``depends_on: "1"`` means ``["1"]``."""
+    if isinstance(value, str | int) and not isinstance(value, bool):
+        return [value]
+    return value
+
+
+#: A command-line argument: text, or a number written bare.
+Argument = Annotated[str, BeforeValidator(_arg_text)]
 #: An environment value: text, or a number or boolean written bare in the file.
 EnvValue = Annotated[str, BeforeValidator(_env_text)]
 Account = Annotated[str, BeforeValidator(_id_text), Field(min_length=1)]
@@ -143,9 +161,9 @@ class Step(_Frozen):
     id: StepId
     name: str | None = None
     description: str | None = None
-    command: tuple[str, ...] | str
+    command: tuple[Argument, ...] | str
     shell: bool = False
-    depends_on: tuple[StepId, ...] = ()
+    depends_on: Annotated[tuple[StepId, ...], BeforeValidator(_one_or_many)] = ()
     per_account: bool = False
     quantity: int = Field(default=0, ge=0)
     params: dict[str, Scalar] = Field(default_factory=dict)

@@ -403,3 +403,21 @@ def test_env_values_written_bare_are_text(write_pipeline: Write) -> None:
     data["steps"] = [{"id": "1", "command": ["x"], "env": {"THREADS": 4, "DEBUG": True, "N": "x"}}]
     env = load_pipeline(write_pipeline(data)).steps[0].env
     assert env == {"THREADS": "4", "DEBUG": "true", "N": "x"}
+
+
+def test_bare_numbers_in_commands_and_a_single_dependency(write_pipeline: Write) -> None:
+    text = (
+        "name: p\nsteps:\n  - {id: a, command: [sleep, 0.5]}\n"
+        "  - {id: b, command: [echo, 5], depends_on: a}\n"
+    )
+    pipeline = load_pipeline(write_pipeline(text))
+    assert pipeline.steps[0].command == ("sleep", "0.5")
+    assert pipeline.steps[1].depends_on == ("a",)
+
+
+def test_a_single_dependency_still_finds_cycles(write_pipeline: Write) -> None:
+    text = (
+        "name: p\nsteps:\n  - {id: a, command: [x], depends_on: b}\n"
+        "  - {id: b, command: [x], depends_on: a}\n"
+    )
+    assert ("steps", "dependency cycle: a -> b -> a") in errors_of(write_pipeline(text))
