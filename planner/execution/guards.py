@@ -192,6 +192,28 @@ def _describe_holder(holder: LeaseHolder) -> str:
     return f"{run} is active (owner {holder.host} pid {holder.pid}, since {since})"
 
 
+#: How long a process that finds the file lock busy waits for its holder to show its lease.
+LOCK_SETTLE_S = 2.0
+
+
+def _take_lock(lock: PipelineLock, note: str, store: HistoryStore, name: str, clock: Clock) -> None:
+    """Take the file lock, or raise :class:`RunActiveError` naming the run that is active.
+
+    The holder of a busy lock may be a process that has not taken the lease yet, and that
+    may still lose it to a run elsewhere and let go of the lock: so wait (briefly) until
+    either a lease is visible, which names the active run, or the lock comes free.
+    """
+    deadline = clock.monotonic() + LOCK_SETTLE_S
+    while not lock.acquire(note):
+        holder = store.get_lease(name)
+        if holder is not None:
+            raise RunActiveError(name, f"{_describe_holder(holder)}; nothing was started")
+        if clock.monotonic() >= deadline:
+            what = f"another planner process holds {lock.path} ({lock.holder_note()})"
+            raise RunActiveError(name, f"{what}; nothing was started")
+        clock.sleep(0.05)
+
+
 def acquire_run_guards(
     pipeline: Pipeline,
     store: HistoryStore,
@@ -209,13 +231,7 @@ def acquire_run_guards(
     ttl = lease_ttl(pipeline)
     lock = PipelineLock(pipeline.state_dir, name)
     note = f"run {owner.run_id} pid {owner.pid} since {clock.now().isoformat(timespec='seconds')}"
-    if not lock.acquire(note):
-        holder = store.get_lease(name)
-        if holder is not None and holder.host == owner.host:
-            what = _describe_holder(holder)
-        else:
-            what = f"another planner process holds {lock.path} ({lock.holder_note()})"
-        raise RunActiveError(name, f"{what}; nothing was started")
+    _take_lock(lock, note, store, name, clock)
     try:
         result = store.acquire_lease(name, owner, ttl, clock.now())
         if not result.acquired:

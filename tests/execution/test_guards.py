@@ -306,3 +306,27 @@ def test_takeover_stops_a_task_the_dead_run_never_recorded(tmp_path: Path) -> No
         if orphan.poll() is None:
             orphan.kill()
             orphan.wait()
+
+
+def test_a_busy_file_lock_without_a_lease_names_its_holder(tmp_path: Path) -> None:
+    """A process holding the file lock but (still) no lease: after a short wait for its
+    lease to show, the refusal names the lock file and what its holder wrote there."""
+    from planner.clock import FakeClock
+    from planner.execution.guards import LOCK_SETTLE_S, PipelineLock
+
+    pipeline_file = write(tmp_path / "p.yaml", state_dir="state",
+                          steps=[{"id": "s", "command": ["true"]}])  # fmt: skip
+    pipeline = load_pipeline(pipeline_file)
+    lock = PipelineLock(pipeline.state_dir, "guarded")
+    assert lock.acquire("run other-run pid 1 since then")
+    clock = FakeClock()
+    try:
+        with HistoryStore(f"sqlite:///{tmp_path / 'h.db'}") as store:
+            with pytest.raises(RunActiveError) as caught:
+                Runner(pipeline, store, clock=clock).run()
+            assert "another planner process holds" in str(caught.value)
+            assert "run other-run pid 1" in str(caught.value)
+            assert sum(clock.sleeps) >= LOCK_SETTLE_S  # it waited for a lease to show
+            assert store.list_runs() == []
+    finally:
+        lock.release()
