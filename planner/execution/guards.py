@@ -19,14 +19,16 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
 from planner.clock import Clock
 from planner.errors import PlannerError, RunActiveError, UsageError
-from planner.execution.process import groups_of_run, kill_group
+from planner.execution.process import LeftTask, kill_group, tasks_of_run
 from planner.execution.stopping import block_stop_signals
+from planner.history.records import AttemptOutcome, AttemptStart
 from planner.units import parse_duration
 
 if TYPE_CHECKING:
@@ -250,6 +252,39 @@ def acquire_run_guards(
     return RunGuards(lock, keeper, takeover)
 
 
+def _record_unrecorded(
+    store: HistoryStore, previous: LeaseHolder, owner: LeaseOwner, task: LeftTask, now: datetime
+) -> None:
+    """A row for a task the dead run started but never recorded: nothing disappears."""
+    started = datetime.fromtimestamp(task.started, UTC)
+    attempt_id = store.start_attempt(
+        AttemptStart(
+            run_id=str(previous.run_id),
+            pipeline=previous.pipeline,
+            step=task.step,
+            account=task.account,
+            attempt=task.attempt,
+            quantity=task.quantity,
+            params={},
+            n_accounts=None,
+            concurrency=None,
+            host=owner.host,
+            started_at=started,
+            pgid=task.pgid,
+        )
+    )
+    store.finish_attempt(
+        attempt_id,
+        AttemptOutcome(
+            status="interrupted",
+            finished_at=now,
+            duration_s=max(0.0, (now - started).total_seconds()),
+            reason=f"run {previous.run_id} died before recording this task; "
+            f"stopped when run {owner.run_id} took over",
+        ),
+    )
+
+
 def _take_over(
     store: HistoryStore,
     previous: LeaseHolder,
@@ -264,11 +299,17 @@ def _take_over(
     if run_id is None:
         return Takeover(None, reason, 0, 0)
     before = store.run_task_counts(run_id).get("running", 0)
-    groups = store.abandon_run(run_id, clock.now())
+    now = clock.now()
+    groups = store.abandon_run(run_id, now)
     stopped = 0
     if previous.host == owner.host:
         # Recorded groups, and any the dead run started but had not recorded yet.
-        for pgid in sorted(set(groups) | groups_of_run(run_id)):
+        left = tasks_of_run(run_id)
+        for pgid in sorted(set(groups) | set(left)):
             if kill_group(pgid, grace, clock.sleep, run_id=run_id):
                 stopped += 1
+        for task in left.values():
+            if task.pgid not in groups:
+                _record_unrecorded(store, previous, owner, task, clock.now())
+                before += 1
     return Takeover(run_id, reason, before, stopped)

@@ -27,14 +27,15 @@ __all__ = [
     "STDERR_TAIL_BYTES",
     "ExitInfo",
     "Launch",
+    "LeftTask",
     "TaskProcess",
     "group_alive",
     "group_members",
-    "groups_of_run",
     "kill_group",
     "log_tail",
     "render_command",
     "spawn",
+    "tasks_of_run",
 ]
 
 #: How much of the end of a task's log is kept as its stderr tail.
@@ -256,24 +257,68 @@ def _has_env(pid: int, name: str, value: str) -> bool:
     return f"{name}={value}".encode() in env
 
 
-def groups_of_run(run_id: str) -> set[int]:
+@dataclass(frozen=True)
+class LeftTask:
+    """A task process a dead run left on this host, as its environment describes it."""
+
+    pgid: int
+    step: str
+    account: str | None
+    attempt: int
+    quantity: float | None
+    started: float  # epoch seconds
+
+
+def tasks_of_run(run_id: str) -> dict[int, LeftTask]:
     """Process groups on this host with a live member started for ``run_id``.
 
     A run killed between spawning a task and recording it leaves a process no row
-    names; its ``PLANNER_RUN_ID`` still tells whose it is, so a takeover stops it too.
+    names; its ``PLANNER_RUN_ID`` still tells whose it is (and ``PLANNER_STEP``,
+    ``PLANNER_ACCOUNT``, ``PLANNER_ATTEMPT`` which task), so a takeover stops it and
+    records it too.
     """
-    groups: set[int] = set()
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.isdigit():
+    import psutil
+
+    found: dict[int, LeftTask] = {}
+    entries = os.listdir("/proc") if os.path.isdir("/proc") else []
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == os.getpid():
             continue
         pid = int(entry)
-        if pid == os.getpid() or not _has_env(pid, "PLANNER_RUN_ID", run_id):
+        env = _environ(pid)
+        if env.get("PLANNER_RUN_ID") != run_id:
             continue
         try:
-            groups.add(os.getpgid(pid))
-        except OSError:
+            pgid = os.getpgid(pid)
+            started = psutil.Process(pid).create_time()
+        except (OSError, psutil.Error):
             continue
-    return groups
+        if pgid in found and pid != pgid:
+            continue  # the group leader (the task itself) describes the group best
+        quantity = env.get("PLANNER_QUANTITY", "")
+        found[pgid] = LeftTask(
+            pgid=pgid,
+            step=env.get("PLANNER_STEP", "?"),
+            account=env.get("PLANNER_ACCOUNT") or None,
+            attempt=int(env.get("PLANNER_ATTEMPT", "1") or 1),
+            quantity=float(quantity) if quantity.replace(".", "", 1).isdigit() else None,
+            started=started,
+        )
+    return found
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            raw = fh.read().split(b"\0")
+    except OSError:
+        return {}
+    env: dict[str, str] = {}
+    for item in raw:
+        name, sep, value = item.partition(b"=")
+        if sep and name.startswith(b"PLANNER_"):
+            env[name.decode(errors="replace")] = value.decode(errors="replace")
+    return env
 
 
 def kill_group(

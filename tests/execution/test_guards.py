@@ -285,7 +285,14 @@ def test_takeover_stops_a_task_the_dead_run_never_recorded(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
     orphan = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        env={**os.environ, "PLANNER_RUN_ID": "dead-run"},
+        env={
+            **os.environ,
+            "PLANNER_RUN_ID": "dead-run",
+            "PLANNER_STEP": "s",
+            "PLANNER_ACCOUNT": "acct-7",
+            "PLANNER_ATTEMPT": "2",
+            "PLANNER_QUANTITY": "5",
+        },
         start_new_session=True,
     )
     try:
@@ -299,6 +306,15 @@ def test_takeover_stops_a_task_the_dead_run_never_recorded(tmp_path: Path) -> No
             assert result.status == "succeeded"
             assert result.takeover is not None and result.takeover.groups_stopped == 1
             assert orphan.wait(timeout=10) != 0
+            # ... and it is recorded: no task of the dead run silently disappears.
+            (row,) = store.attempts_for_run("dead-run")
+            assert (row.step, row.account, row.attempt, row.status) == (
+                "s",
+                "acct-7",
+                2,
+                "interrupted",
+            )
+            assert row.quantity == 5 and row.duration_s is not None and row.duration_s >= 0
             assert not psutil.pid_exists(orphan.pid) or psutil.Process(orphan.pid).status() == (
                 psutil.STATUS_ZOMBIE
             )
