@@ -186,8 +186,9 @@ def smallest_fitting(
         if hi == top or not fits(top):
             return None
         hi = top
-    if memo and lo < hi:
-        count, makespan = next((c, m) for c, m in memo.items() if c != hi)
+    prior = next(((c, m) for c, m in memo.items() if c != hi), None)
+    if prior is not None and lo < hi:
+        count, makespan = prior
         overhead = max(0.0, makespan - total / max(1, count))
         room = limit_s - overhead
         guess = hi if room <= 0 else max(lo, min(hi, math.ceil(total / room - 1e-9)))

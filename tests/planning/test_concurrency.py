@@ -86,3 +86,18 @@ def test_smallest_fitting_matches_a_scan() -> None:
         assert schedule_graph(deps, durations, got).makespan <= limit
         assert got == 1 or schedule_graph(deps, durations, got - 1).makespan > limit
         assert got == min(fitting)  # these graphs are monotone enough
+
+
+def test_smallest_fitting_without_a_prior_schedule() -> None:
+    """No memo, or one holding only the upper end of the range: a plain binary search
+    (this once raised StopIteration looking for a first guess)."""
+    from planner.planning.concurrency import smallest_fitting
+    from planner.planning.makespan import schedule_graph
+
+    deps: dict[str, list[str]] = {"a": []}
+    durations = {"a": [10.0] * 100}
+    assert smallest_fitting(deps, durations, 100.0, 100) == 10
+    memo = {10: schedule_graph(deps, durations, 10).makespan}
+    assert smallest_fitting(deps, durations, 100.0, 100, memo=memo) == 10
+    assert smallest_fitting(deps, durations, 95.0, 100) == 12  # 9 rounds of 10 s
+    assert smallest_fitting(deps, durations, 5.0, 100) is None
