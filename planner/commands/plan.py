@@ -130,8 +130,12 @@ def compute_plan(
     concurrency: int | None = None,
     quantity: float | None = None,
     current_start: datetime | None = None,
+    frame: pd.DataFrame | None = None,
 ) -> Plan:
-    """The plan of a run of ``pipeline`` starting at ``current_start`` (default ``now``)."""
+    """The plan of a run of ``pipeline`` starting at ``current_start`` (default ``now``).
+
+    ``frame``: the pipeline's attempts when the caller has already read them from ``store``.
+    """
     import psutil
 
     from planner.config import select_steps
@@ -152,7 +156,8 @@ def compute_plan(
         accounts=accounts,
         quantity=quantity,
     )
-    frame = store.attempts_frame(pipeline=pipeline.name)
+    if frame is None:
+        frame = store.attempts_frame(pipeline=pipeline.name)
     estimates, warnings = estimate_tasks(pipeline, queries, frame, models=models, now=now)
     return build_plan(
         pipeline,
@@ -296,15 +301,18 @@ def demo_plan_stage(
     from planner.history import HistoryStore
 
     with HistoryStore.for_pipeline(pipeline, db=db) as store:
-        _train_if_possible(pipeline, store, models=models, write=write)
-        plan = compute_plan(pipeline, store, models=models, now=now, current_start=current_start)
+        frame = store.attempts_frame(pipeline=pipeline.name)  # read once: training adds no rows
+        _train_if_possible(pipeline, frame, models=models, write=write)
+        plan = compute_plan(
+            pipeline, store, models=models, now=now, current_start=current_start, frame=frame
+        )
         store_plan(store, plan)
     _print_plan(plan, brief=True, write=write)
     return plan
 
 
 def _train_if_possible(
-    pipeline: Pipeline, store: HistoryStore, *, models: Path, write: Callable[[str], None]
+    pipeline: Pipeline, frame: pd.DataFrame, *, models: Path, write: Callable[[str], None]
 ) -> None:
     """Train on the pipeline's history when the trainer is available; say what happened."""
     try:
@@ -315,7 +323,6 @@ def _train_if_possible(
             raise
         write("learn: no trainer available; planning from history baselines")
         return
-    frame = store.attempts_frame(pipeline=pipeline.name)
     result = train_pipeline(
         frame,
         pipeline=pipeline.name,

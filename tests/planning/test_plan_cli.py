@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,13 +148,24 @@ def test_planning_summary_for_validate(
 
 
 def test_demo_plan_stage_prints_next_start(
-    pipeline_file: Path, history: Callable[..., str], tmp_path: Path
+    pipeline_file: Path,
+    history: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from planner.commands.plan import demo_plan_stage
     from planner.config import load_pipeline
     from planner.history import HistoryStore
 
     url = history(3)
+    reads: list[str | None] = []
+    read = HistoryStore.attempts_frame
+
+    def counted(self: HistoryStore, pipeline: str | None = None, **kw: Any) -> Any:
+        reads.append(pipeline)
+        return read(self, pipeline, **kw)
+
+    monkeypatch.setattr(HistoryStore, "attempts_frame", counted)
     lines: list[str] = []
     plan = demo_plan_stage(
         load_pipeline(pipeline_file), db=url, models=tmp_path / "m", now=T0, write=lines.append
@@ -163,6 +175,7 @@ def test_demo_plan_stage_prints_next_start(
     assert plan.interval.next_start == T0 + timedelta(hours=1)
     with HistoryStore(url) as store:
         assert len(store.plans("nightly")) == 1
+    assert reads == ["nightly"]  # training and planning share one read of the history
 
 
 def test_simulate_json(history: Callable[..., str], capsys: pytest.CaptureFixture[str]) -> None:
