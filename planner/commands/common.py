@@ -14,13 +14,12 @@ __all__ = [
     "add_json_option",
     "add_models_option",
     "add_selection_options",
+    "console",
     "db_url",
     "models_dir",
     "print_json",
     "split_list",
 ]
-
-DEFAULT_STATE_DIR = Path(".planner")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +60,11 @@ def split_list(text: str) -> list[str]:
 
 
 def db_url(explicit: str | None, state_dir: Path | None = None) -> str:
-    """The history URL: ``--db``, else ``$PLANNER_DB``, else the SQLite file in the state dir."""
-    if explicit:
-        return explicit
-    env = os.environ.get("PLANNER_DB")
-    if env:
-        return env
-    folder = (state_dir or DEFAULT_STATE_DIR).resolve()
-    return f"sqlite:///{folder / 'history.db'}"
+    """The history URL: ``--db``, else ``$PLANNER_DB``, else the SQLite file in the state dir
+    (the rule of :func:`planner.history.history_url`; imported here, when a store is wanted)."""
+    from planner.history.location import history_url
+
+    return history_url(explicit, state_dir)
 
 
 def models_dir(explicit: Path | None) -> Path:
@@ -88,12 +84,10 @@ def print_json(document: Any) -> None:
 def console(*, stderr: bool = False) -> Any:
     """A rich Console for tables: the terminal's width on a terminal; when the output is
     piped or redirected, wide enough (``$COLUMNS``, else 160) that tables are not squeezed."""
-    import os as _os
-
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
     width = None
     if not stream.isatty():
-        width = int(_os.environ.get("COLUMNS", "") or 160)
+        width = int(os.environ.get("COLUMNS", "") or 160)
     return Console(file=stream, width=width)
