@@ -43,6 +43,7 @@ __all__ = [
     "params_key",
     "quantity_key",
     "to_seconds",
+    "weighted_param_columns",
 ]
 
 #: Group levels: name -> the columns of the group, most specific first.
@@ -258,22 +259,31 @@ def param_columns(params: Sequence[object]) -> dict[str, np.ndarray]:
             j = slot[id(p)] = len(distinct)
             distinct.append(p)
         index[i] = j
-    weight = np.bincount(index, minlength=len(distinct)) if n else np.zeros(0, dtype=np.int64)
+    names, values = weighted_param_columns(distinct, np.ones(n), index)
+    return {f"param.{name}": column for name, column in zip(names, values, strict=True)}
+
+
+def weighted_param_columns(
+    distinct: Sequence[object], weight: np.ndarray, index: np.ndarray
+) -> tuple[list[str], np.ndarray]:
+    """The numeric params of rows that use ``distinct[index[i]]``, row ``i`` counted
+    ``weight[i]`` times when choosing the (at most 20) most used names:
+    (names, one column of values per name)."""
     found: dict[str, dict[int, float]] = {}
     for j, p in enumerate(distinct):
         if isinstance(p, Mapping):
             for name, value in p.items():
                 if type(value) in NUMBER_TYPES:
                     found.setdefault(str(name), {})[j] = float(value)
-    used = {name: int(weight[list(values)].sum()) for name, values in found.items()}
+    per_distinct = np.bincount(index, weights=weight, minlength=len(distinct))
+    used = {name: float(per_distinct[list(values)].sum()) for name, values in found.items()}
     names = sorted(found, key=lambda name: (-used[name], name))[:MAX_PARAM_FEATURES]
-    out: dict[str, np.ndarray] = {}
-    for name in names:
-        per_distinct = np.full(len(distinct), np.nan)
-        values = found[name]
-        per_distinct[list(values)] = list(values.values())
-        out[f"param.{name}"] = per_distinct[index]
-    return out
+    out = np.full((len(names), len(index)), np.nan)
+    for row, name in enumerate(names):
+        values = np.full(len(distinct), np.nan)
+        values[list(found[name])] = list(found[name].values())
+        out[row] = values[index]
+    return names, out
 
 
 def _context(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:

@@ -267,11 +267,6 @@ def _estimates(
     return out
 
 
-def to_seconds_one(moment: datetime) -> float:
-    """One datetime as epoch seconds (naive = UTC)."""
-    return epoch_seconds(moment)
-
-
 def _fit_memory(done: pd.DataFrame) -> PeakMemoryRegressor | None:
     if "peak_rss_mb" not in done or not (done["peak_rss_mb"] > 0).any():
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,7 @@ from planner.learning.features import (
     params_key,
     quantity_key,
     to_seconds,
+    weighted_param_columns,
 )
 
 _EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
@@ -126,28 +127,6 @@ def _column_names(param_names: Sequence[str]) -> list[str]:
     return context + params + [f"h.{lv}.{s}" for lv, _ in GROUP_LEVELS for s in STATS]
 
 
-def _weighted_param_columns(
-    distinct: Sequence[object], weight: np.ndarray, index: np.ndarray
-) -> tuple[list[str], np.ndarray]:
-    """:func:`param_columns` of rows that use ``distinct[index[i]]``, each row counted
-    ``weight`` times when choosing the names: (names, one column per name)."""
-    found: dict[str, dict[int, float]] = {}
-    for j, p in enumerate(distinct):
-        if isinstance(p, Mapping):
-            for name, value in p.items():
-                if type(value) in NUMBER_TYPES:
-                    found.setdefault(str(name), {})[j] = float(value)
-    per_distinct = np.bincount(index, weights=weight, minlength=len(distinct))
-    used = {name: float(per_distinct[list(values)].sum()) for name, values in found.items()}
-    names = sorted(found, key=lambda name: (-used[name], name))[:MAX_PARAM_FEATURES]
-    out = np.full((len(names), len(index)), np.nan)
-    for row, name in enumerate(names):
-        values = np.full(len(distinct), np.nan)
-        values[list(found[name])] = list(found[name].values())
-        out[row] = values[index]
-    return names, out
-
-
 @dataclass(frozen=True)
 class QueryTable:
     """The features of the distinct planned tasks: ``frame.iloc[rows]`` is one row per task.
@@ -222,7 +201,7 @@ def query_table(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> Q
             mappings.append(obj)
         slot_of_id[ident] = slot
     task_slot = np.fromiter(map(slot_of_id.__getitem__, map(id, params)), np.int64, count=n)
-    p_names, p_values = _weighted_param_columns(
+    p_names, p_values = weighted_param_columns(
         mappings,
         np.bincount(rows, minlength=u).astype("float64"),
         task_slot if keep is None else task_slot[keep],
