@@ -1,4 +1,5 @@
-"""schedule_graph against the previous implementation: the same schedule, task by task."""
+"""schedule_graph against the previous implementation (the plans must not change) and
+against a naive one-task-at-a-time statement of the rule: the same schedule, task by task."""
 
 from __future__ import annotations
 
@@ -92,6 +93,53 @@ def reference_schedule(
     return ready_at, finish, slot_of, start_of
 
 
+def naive_schedule(
+    deps: Mapping[str, Sequence[str]],
+    durations: Mapping[str, Sequence[float]],
+    slots: int,
+) -> tuple[dict[str, float], dict[str, float], dict[str, list[int]], dict[str, list[float]]]:
+    """The documented rule, one task at a time and nothing cached: an oracle independent of
+    both implementations. The slot that frees first (lowest slot on ties) takes the longest
+    task (ties: earlier step, then earlier task) of the steps ready by then, or, when none
+    is, of the steps ready soonest after; a step is ready when its dependencies' tasks have
+    all been placed and have finished, and finishes when its last task ends."""
+    slots = max(1, slots)
+    steps = list(deps)
+    rank = {s: r for r, s in enumerate(steps)}
+    need = {s: [d for d in deps[s] if d in rank] for s in steps}
+    dur = {s: [float(x) for x in durations.get(s, ())] for s in steps}
+    left = {s: list(range(len(dur[s]))) for s in steps}
+    free = [0.0] * slots
+    ready: dict[str, float] = {}
+    finish: dict[str, float] = {}
+    slot_of = {s: [0] * len(dur[s]) for s in steps}
+    start_of = {s: [0.0] * len(dur[s]) for s in steps}
+    while len(finish) < len(steps):
+        for s in steps:
+            if s not in ready and all(d in finish for d in need[s]):
+                ready[s] = max((finish[d] for d in need[s]), default=0.0)
+                if not dur[s]:
+                    finish[s] = ready[s]
+        open_steps = [s for s in ready if s not in finish]
+        if not open_steps:
+            continue
+        k = min(range(slots), key=lambda j: (free[j], j))
+        t = free[k]
+        if all(ready[s] > t for s in open_steps):
+            t = min(ready[s] for s in open_steps)
+        s, i = min(
+            ((s, i) for s in open_steps if ready[s] <= t for i in left[s]),
+            key=lambda p: (-dur[p[0]][p[1]], rank[p[0]], p[1]),
+        )
+        begin = max(free[k], ready[s])
+        free[k] = begin + dur[s][i]
+        slot_of[s][i], start_of[s][i] = k, begin
+        left[s].remove(i)
+        if not left[s]:
+            finish[s] = max(0.0, *(b + d for b, d in zip(start_of[s], dur[s], strict=True)))
+    return ready, finish, slot_of, start_of
+
+
 @st.composite
 def graphs(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, list[float]], int]:
     n = draw(st.integers(min_value=1, max_value=7))
@@ -107,6 +155,7 @@ def graphs(draw: st.DrawFn) -> tuple[dict[str, list[str]], dict[str, list[float]
 
 def _check(deps: dict[str, list[str]], durations: dict[str, list[float]], slots: int) -> None:
     ready, finish, slot, start = reference_schedule(deps, durations, slots)
+    assert naive_schedule(deps, durations, slots) == (ready, finish, slot, start)
     got = schedule_graph(deps, durations, slots)
     assert dict(got.ready) == ready
     assert dict(got.finish) == finish
