@@ -128,52 +128,36 @@ class Predictor:
             warnings.append(f"{label}: {exc}; using baselines")
         done = finished_attempts(history)
         memory = _fit_memory(done)
+        threads: int | None = None
+        model: DurationModel | None
         if bundle is not None:
-            model = _refresh(bundle, history, quantile)
+            model = _refresh(bundle, history, done, quantile)
             threads, model.threads = model.threads, None
-            return cls(
-                pipeline=pipeline,
-                history=history,
-                model=model,
-                model_id=model_id,
-                mode="model",
-                quantile=quantile,
-                default_s=default_s,
-                warnings=warnings,
-                memory=memory,
-                threads=threads,
-            )
-        if done.empty:
+            mode = "model"
+        elif done.empty:
             warnings.append(
                 f"no history for pipeline {pipeline!r}: every task gets the default {default_s} s"
             )
-            return cls(
-                pipeline=pipeline,
-                history=history,
-                model=None,
-                model_id=None,
-                mode="default",
-                quantile=quantile,
-                default_s=default_s,
-                warnings=warnings,
-                memory=memory,
+            model, model_id, mode = None, None, "default"
+        else:
+            data = done.sort_values("started_at", kind="stable")
+            features = attempt_features(history).loc[data.index]
+            # baselines only: no boosting, hence no thread limit to set on every call
+            model = DurationModel(quantile=quantile, use_hgb=False, threads=None).fit(
+                features, data["duration_s"].to_numpy(dtype="float64")
             )
-        data = done.sort_values("started_at", kind="stable")
-        features = attempt_features(history).loc[data.index]
-        # baselines only: no boosting, hence no thread limit to set on every call
-        model = DurationModel(quantile=quantile, use_hgb=False, threads=None).fit(
-            features, data["duration_s"].to_numpy(dtype="float64")
-        )
+            model_id, mode = None, "baselines"
         return cls(
             pipeline=pipeline,
             history=history,
             model=model,
-            model_id=None,
-            mode="baselines",
+            model_id=model_id,
+            mode=mode,
             quantile=quantile,
             default_s=default_s,
             warnings=warnings,
             memory=memory,
+            threads=threads,
         )
 
     # -- predicting ----------------------------------------------------------------------
@@ -274,15 +258,18 @@ def _fit_memory(done: pd.DataFrame) -> PeakMemoryRegressor | None:
     return PeakMemoryRegressor().fit(ordered, ordered["peak_rss_mb"].to_numpy(dtype="float64"))
 
 
-def _refresh(bundle: ModelBundle, history: pd.DataFrame, quantile: float) -> DurationModel:
-    """A copy of the bundle's model whose bound saw every attempt finished after training."""
+def _refresh(
+    bundle: ModelBundle, history: pd.DataFrame, done: pd.DataFrame, quantile: float
+) -> DurationModel:
+    """A copy of the bundle's model whose bound saw every attempt finished after training
+    (``done``: the finished attempts of ``history``)."""
     model = copy.deepcopy(bundle.model)
     if not math.isclose(bundle.quantile, quantile):
         old = model.conformal_
         model.conformal_ = AdaptiveConformal(
             quantile=quantile, gamma=old.gamma, window=old.window
         ).calibrate(list(old.recent_))
-    done = finished_attempts(history).sort_values("started_at", kind="stable")
+    done = done.sort_values("started_at", kind="stable")
     finished = to_seconds(done["finished_at"])
     newer = finished > bundle.trained_until
     if not newer.any():
