@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 
 __all__ = ["register"]
 
-_PIPELINE_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
-
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
@@ -82,6 +80,7 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from planner.config.loader import SUFFIXES
     from planner.history import HistoryStore
     from planner.learning.registry import Registry
     from planner.learning.training import train_pipeline
@@ -90,7 +89,7 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--holdout", f"must be a fraction in (0, 1), got {args.holdout}")
     quantile = args.quantile
     name = args.pipeline
-    if name and Path(name).suffix.lower() in _PIPELINE_SUFFIXES:
+    if name and Path(name).suffix.lower() in SUFFIXES:
         from planner.config import load_pipeline
 
         pipeline = load_pipeline(name)
