@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from planner.config.models import BUILTIN_PLACEHOLDERS, KNOWN_ERROR_CLASSES
+from planner.config.models import BUILTIN_PLACEHOLDERS, KNOWN_ERROR_CLASSES, one_or_many
 from planner.errors import ConfigIssue
 from planner.graph import find_cycle
 
@@ -100,10 +100,8 @@ def _list(value: object) -> list[Any]:
 
 
 def _deps(value: object) -> list[Any]:
-    """``depends_on`` as a list: a bare id stands for a list of one."""
-    if isinstance(value, str | int) and not isinstance(value, bool):
-        return [value]
-    return _list(value)
+    """``depends_on`` as a list, by the model's rule (a bare id stands for a list of one)."""
+    return _list(one_or_many(value))
 
 
 def _text(value: object) -> str:

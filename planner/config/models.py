@@ -93,8 +93,8 @@ def _arg_text(value: object) -> object:
     return value
 
 
-def _one_or_many(value: object) -> object:
-    """``depends_on: "1"`` means ``["1"]``."""
+def one_or_many(value: object) -> object:
+    """``depends_on: "1"`` means ``["1"]`` (also read by the raw-data checks)."""
     if isinstance(value, str | int) and not isinstance(value, bool):
         return [value]
     return value
@@ -163,7 +163,7 @@ class Step(_Frozen):
     description: str | None = None
     command: tuple[Argument, ...] | str
     shell: bool = False
-    depends_on: Annotated[tuple[StepId, ...], BeforeValidator(_one_or_many)] = ()
+    depends_on: Annotated[tuple[StepId, ...], BeforeValidator(one_or_many)] = ()
     per_account: bool = False
     quantity: int = Field(default=0, ge=0)
     params: dict[str, Scalar] = Field(default_factory=dict)
