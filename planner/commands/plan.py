@@ -211,23 +211,23 @@ def past_runs(store: HistoryStore, pipeline: str) -> list[PastRun]:
     plan stored without a run id between the previous run's start and its own start
     (``planner plan`` just before the run) is taken.
     """
+    from bisect import bisect_right
+
     from planner.planning.model import PastRun
 
     stored = store.plans(pipeline)
     by_run = {p.run_id: p for p in reversed(stored) if p.run_id}
     loose = sorted((p for p in stored if not p.run_id), key=lambda p: p.created_at)
+    loose_at = [p.created_at for p in loose]
     runs = sorted(store.list_runs(pipeline), key=lambda r: r.started_at)
     out = []
     previous = None
     for run in runs:
         plan = by_run.get(run.run_id)
-        if plan is None:
-            candidates = [
-                p
-                for p in loose
-                if p.created_at <= run.started_at and (previous is None or p.created_at > previous)
-            ]
-            plan = candidates[-1] if candidates else None
+        if plan is None:  # the newest loose plan made at or before the start, if after previous
+            k = bisect_right(loose_at, run.started_at) - 1
+            if k >= 0 and (previous is None or loose_at[k] > previous):
+                plan = loose[k]
         previous = run.started_at
         if run.finished_at is None:
             continue

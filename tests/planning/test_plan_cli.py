@@ -216,3 +216,25 @@ def test_a_plan_stored_with_its_run_is_that_runs_plan(
     by_id = {r.run_id: r for r in runs}
     assert by_id["run-0"].predicted_s == pytest.approx(plan.run.predicted_s)  # not the loose 5.0
     assert by_id["run-1"].predicted_s is None
+
+
+def test_a_run_without_its_own_plan_takes_the_newest_loose_plan_since_the_previous_run(
+    history: Callable[..., str],
+) -> None:
+    from planner.commands.plan import past_runs
+    from planner.history import HistoryStore
+
+    url = history(4)  # run-r starts at T0 + r days
+    day = timedelta(days=1)
+    with HistoryStore(url) as store:
+        for created, predicted in [
+            (T0 - timedelta(hours=2), 1.0),  # before run-0: older than the next one
+            (T0 - timedelta(hours=1), 2.0),  # before run-0: the newest, taken
+            (T0 + day, 3.0),  # exactly at run-1's start: taken
+            (T0 + 3 * day + timedelta(seconds=1), 4.0),  # after run-3 started: for no run
+        ]:
+            store.save_plan("nightly", None, created, predicted, predicted, {})
+        runs = past_runs(store, "nightly")
+    by_id = {r.run_id: r.predicted_s for r in runs}
+    # run-2 and run-3 had no plan since the previous run started: none is reused
+    assert by_id == {"run-0": 2.0, "run-1": 3.0, "run-2": None, "run-3": None}
