@@ -78,6 +78,8 @@ def test_train_json_shape(
     assert doc["pipeline"] == "syn"
     assert doc["rows"] == {"train": doc["rows"]["train"], "test": 60}  # 30 % of 200
     assert doc["rows"]["train"] > 0
+    # the training part ends before the holdout starts: at most the other 70 %
+    assert doc["rows"]["train"] <= 140
     assert set(doc["methods"]) == {"model", "last2", "last10", "last10_x1.2"}
     for scores in doc["methods"].values():
         assert set(scores) == METHOD_KEYS
@@ -98,6 +100,13 @@ def test_train_every_pipeline_prints_the_table(
         assert text in out
     registry = Registry(tmp_path / "m")
     assert registry.current_id("syn") and registry.current_id("small")
+    # each pipeline has its own table and save line: 20 attempts of "small" are too few
+    # for boosting, the 200 of "syn" are not
+    assert out.index("small: holdout of 6 attempts") < out.index("syn: holdout of 60 attempts")
+    for name, kind in (("small", "baselines only"), ("syn", "model variant")):
+        current = registry.current_id(name)
+        assert f"saved {current} ({kind}" in out
+        assert f"live: {current}" in out
 
 
 @pytest.mark.parametrize(
