@@ -100,13 +100,16 @@ def show_document(store: HistoryStore, run_id: str, *, notes: bool = False) -> d
     record = store.get_run(run_id)
     if record is None:
         raise UsageError(run_id, f"no such run in {store.url}")
+    from planner.history.records import task_counts
+
+    records = store.attempts_for_run(run_id)
     attempts = []
-    for a in store.attempts_for_run(run_id):
+    for a in records:
         row = _attempt(a)
         if notes:
             row["note"] = a.reason or ""
         attempts.append(row)
-    return {"run": run_summary(record, store.run_task_counts(run_id)), "attempts": attempts}
+    return {"run": run_summary(record, task_counts(records)), "attempts": attempts}
 
 
 run_document = show_document
@@ -128,7 +131,8 @@ def handle_runs(args: argparse.Namespace) -> int:
     store, name = _open_store(args.db, args.pipeline)
     try:
         records = store.list_runs(name, limit=args.limit)
-        rows = [run_summary(r, store.run_task_counts(r.run_id)) for r in records]
+        counts = store.runs_task_counts([r.run_id for r in records])
+        rows = [run_summary(r, counts.get(r.run_id, {})) for r in records]
     finally:
         store.close()
     if args.json:

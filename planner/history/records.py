@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -29,6 +29,7 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "TakeoverReason",
+    "task_counts",
 ]
 
 #: The stderr tail kept per attempt, in bytes of UTF-8 (the end is kept).
@@ -240,3 +241,18 @@ class ImportResult:
     @property
     def total(self) -> int:
         return self.inserted + self.duplicates
+
+
+def task_counts(attempts: Iterable[Any]) -> dict[str, int]:
+    """Final status -> number of tasks, each task (step, account) counted by its last
+    attempt: the highest attempt number, then the latest start, then the latest id.
+
+    ``attempts`` are :class:`AttemptRecord` objects or rows with the same attributes.
+    """
+    last: dict[tuple[str, str | None], str] = {}
+    for a in sorted(attempts, key=lambda a: (a.attempt, a.started_at, a.attempt_id)):
+        last[(a.step, a.account)] = a.status
+    counts: dict[str, int] = {}
+    for status in last.values():
+        counts[status] = counts.get(status, 0) + 1
+    return counts

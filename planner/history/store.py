@@ -35,6 +35,7 @@ from planner.history.records import (
     PlanRecord,
     RunRecord,
     RunStatus,
+    task_counts,
 )
 from planner.history.rows import (
     attempt_record,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 __all__ = ["HistoryStore"]
 
 _IMPORT_BATCH = 5000
+_IN_CHUNK = 500  # run ids per IN (...) list: well under every backend's parameter limit
 
 # Statements built once: the values travel as parameters, so SQLAlchemy reuses the
 # compiled form instead of coercing every value into the statement on each call.
@@ -193,17 +195,28 @@ class HistoryStore:
 
     def run_task_counts(self, run_id: str) -> dict[str, int]:
         """Final status -> number of tasks, counting the last attempt of each task."""
-        query = (
-            select(attempts.c.step, attempts.c.account, attempts.c.status)
-            .where(attempts.c.run_id == run_id)
-            .order_by(attempts.c.attempt, attempts.c.started_at, attempts.c.attempt_id)
+        return self.runs_task_counts([run_id]).get(run_id, {})
+
+    def runs_task_counts(self, run_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+        """:meth:`run_task_counts` of several runs, read together (no entry: no attempts)."""
+        columns = (
+            attempts.c.run_id,
+            attempts.c.step,
+            attempts.c.account,
+            attempts.c.status,
+            attempts.c.attempt,
+            attempts.c.started_at,
+            attempts.c.attempt_id,
         )
+        wanted = list(dict.fromkeys(run_ids))
+        by_run: dict[str, list[Any]] = {}
         with self._read() as conn:
-            last = {(r.step, r.account): r.status for r in conn.execute(query)}
-        counts: dict[str, int] = {}
-        for status in last.values():
-            counts[status] = counts.get(status, 0) + 1
-        return counts
+            for first in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[first : first + _IN_CHUNK]
+                query = select(*columns).where(attempts.c.run_id.in_(chunk))
+                for row in conn.execute(query):
+                    by_run.setdefault(row.run_id, []).append(row)
+        return {run_id: task_counts(rows) for run_id, rows in by_run.items()}
 
     def abandon_run(self, run_id: str, now: datetime) -> list[int]:
         """Mark a dead run ``abandoned`` and its ``running`` attempts ``interrupted``.

@@ -15,6 +15,7 @@ from planner.history import (
     HistoryStore,
     RunStatus,
 )
+from planner.history.records import task_counts
 
 from .conftest import T0
 
@@ -159,6 +160,23 @@ def test_task_counts_use_the_last_attempt(store: HistoryStore) -> None:
     assert store.run_task_counts("r1") == {"succeeded": 1, "timed_out": 1, "skipped": 1}
     skipped = [a for a in store.attempts_for_run("r1") if a.status == "skipped"]
     assert skipped[0].reason == "1 failed for a2" and skipped[0].pid is None
+    # the same rule on the records of a run (what ``planner show`` counts with)
+    assert task_counts(store.attempts_for_run("r1")) == store.run_task_counts("r1")
+    # another run: a later attempt that started earlier still wins; equal attempt number
+    # and start: the later id wins
+    late = store.start_attempt(start(run_id="r2", attempt=1, started_at=T0 + timedelta(9)))
+    store.finish_attempt(late, AttemptOutcome("failed", T0 + timedelta(10), 1.0))
+    retry = store.start_attempt(start(run_id="r2", attempt=2))
+    store.finish_attempt(retry, AttemptOutcome("cancelled", T0 + timedelta(seconds=1), 1.0))
+    store.start_attempt(start(run_id="r2", account="a2"))
+    tie = store.start_attempt(start(run_id="r2", account="a2"))
+    store.finish_attempt(tie, AttemptOutcome("succeeded", T0 + timedelta(seconds=1), 1.0))
+    assert store.runs_task_counts(["r2", "r1", "none", "r2"]) == {
+        "r1": {"succeeded": 1, "timed_out": 1, "skipped": 1},
+        "r2": {"cancelled": 1, "succeeded": 1},
+    }
+    assert store.runs_task_counts([]) == {}
+    assert store.run_task_counts("none") == {}
 
 
 def test_interrupt_and_abandon(store: HistoryStore) -> None:
