@@ -67,9 +67,7 @@ def handle(args: argparse.Namespace) -> int:
         f", ... ({len(accounts)} in all)" if len(accounts) > 5 else ""
     )
     print(f"  accounts: {shown or 'none'}")
-    selected = set(order)
-    tasks = sum(len(accounts) if s.per_account else 1 for s in pipeline.steps if s.id in selected)
-    print(f"  tasks per run: {tasks}")
+    print(f"  tasks per run: {pipeline.tasks_per_run(set(order))}")
     if estimate is None:
         print("  estimate: no history yet (run it once, then validate again)")
     else:

@@ -8,6 +8,7 @@ which runs on whatever parsed so that every error is reported at once.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -283,10 +284,15 @@ class Pipeline(_Frozen):
             return self.retry_policies.get(step.retry)
         return None
 
-    def tasks_per_run(self) -> int:
-        """Tasks in one full run: one per account for per-account steps, else one."""
+    def tasks_per_run(self, steps: Collection[str] | None = None) -> int:
+        """Tasks in one run (of the enabled ``steps`` only, when given; default all):
+        one per account for per-account steps, else one."""
         n_accounts = len(self.account_list)
-        return sum(n_accounts if s.per_account else 1 for s in self.steps if s.enabled)
+        return sum(
+            n_accounts if s.per_account else 1
+            for s in self.steps
+            if s.enabled and (steps is None or s.id in steps)
+        )
 
 
 def dump_for_json(model: BaseModel) -> dict[str, Any]:

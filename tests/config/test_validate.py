@@ -421,3 +421,23 @@ def test_a_single_dependency_still_finds_cycles(write_pipeline: Write) -> None:
         "  - {id: b, command: [x], depends_on: a}\n"
     )
     assert ("steps", "dependency cycle: a -> b -> a") in errors_of(write_pipeline(text))
+
+
+def test_validate_counts_the_tasks_of_the_selected_steps(
+    write_pipeline: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = minimal(accounts=["a", "b", "c"], state_dir=str(tmp_path / "state"))
+    data["steps"] = [
+        {"id": "1", "command": ["x"]},
+        {"id": "2", "command": ["x"], "depends_on": ["1"], "per_account": True},
+        {"id": "3", "command": ["x"], "enabled": False},
+        {"id": "4", "command": ["x"]},
+    ]
+    path = write_pipeline(data)
+    code, out, err = run_cli("validate", str(path), capsys=capsys)
+    assert code == 0, err
+    assert "  tasks per run: 5\n" in out  # 1 + 3 accounts + 1; the disabled step is not run
+    code, out, err = run_cli("validate", str(path), "--steps", "2", "--with-deps", capsys=capsys)
+    assert code == 0, err
+    assert "  steps in order: 1 -> 2\n" in out
+    assert "  tasks per run: 4\n" in out
