@@ -46,7 +46,10 @@ def decide_interval(
             reason = f"fixed cadence {format_duration(cadence)}"
         elif schedule.cron:
             fire = next_cron_time(schedule.cron, current_start, schedule.timezone)
-            interval = (fire - current_start).total_seconds() if fire else None
+            if fire is None:  # e.g. "0 0 30 2 *": parses, but no date matches
+                reason = f"fixed cron {schedule.cron!r} never fires: runs start only when asked"
+                return IntervalDecision("fixed", None, None, reason, True)
+            interval = (fire - current_start).total_seconds()
             reason = f"fixed cron {schedule.cron!r}"
         else:
             return IntervalDecision(

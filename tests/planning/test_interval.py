@@ -54,6 +54,13 @@ def test_fixed_cron_uses_the_next_cron_time() -> None:
     assert d.interval_s == 24 * H
 
 
+def test_fixed_cron_that_never_fires_gives_no_next_start() -> None:
+    schedule = Schedule(cron="0 0 30 2 *", policy="fixed")  # February 30th
+    d = decide_interval(schedule, 1 * H, START, START)  # raised AssertionError before
+    assert (d.interval_s, d.next_start) == (None, None)
+    assert "never fires" in d.reason
+
+
 def test_predicted_cron_takes_the_first_cron_time_after_the_bound() -> None:
     schedule = Schedule(cron="0 */6 * * *", policy="predicted", min_margin=0.0)
     d = decide_interval(schedule, 7 * H, START, START)  # 02:00 + 7 h = 09:00 -> 12:00
