@@ -13,6 +13,7 @@ import math
 from collections.abc import Sequence
 
 from planner.planning.concurrency import ConcurrencyChoice
+from planner.planning.estimate import MIN_CALIBRATION_RUNS
 from planner.planning.model import (
     IntervalDecision,
     Recommendation,
@@ -104,7 +105,7 @@ def recommend(
                 {"default_tasks": len(defaults), "tasks": len(tasks)},
             )
         )
-    if run.calibration_runs < 10:
+    if run.calibration_runs < MIN_CALIBRATION_RUNS:
         out.append(
             Recommendation(
                 f"the run bound is not calibrated yet: {run.bound_rule}",

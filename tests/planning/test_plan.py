@@ -122,6 +122,10 @@ def test_plan_json_shape_and_grouping() -> None:
     assert doc["steps"][0]["makespan_s"] == 3 * H
     assert doc["next_start"] == (NOW + timedelta(hours=24)).isoformat()
     assert all("text" in r for r in doc["recommendations"])
+    # the JSON carries each recommendation's kind and numbers, rounded
+    assert [r["kind"] for r in doc["recommendations"]] == ["idle", "calibration"]
+    assert doc["recommendations"][0]["suggested_cadence_s"] == 5 * H
+    assert doc["recommendations"][1]["calibration_runs"] == 0
     assert doc["what_if"][0]["concurrency"] == 1
 
 
