@@ -22,7 +22,7 @@ from planner.errors import UsageError
 if TYPE_CHECKING:
     from planner.history import AttemptRecord, HistoryStore, RunRecord
 
-__all__ = ["register", "run_document", "run_summary", "show_document"]
+__all__ = ["print_show", "register", "run_summary", "show_document"]
 
 
 def register(sub: Any) -> None:
@@ -110,9 +110,6 @@ def show_document(store: HistoryStore, run_id: str, *, notes: bool = False) -> d
             row["note"] = a.reason or ""
         attempts.append(row)
     return {"run": run_summary(record, task_counts(records)), "attempts": attempts}
-
-
-run_document = show_document
 
 
 def _open_store(db: str | None, pipeline_arg: str | None) -> tuple[HistoryStore, str | None]:

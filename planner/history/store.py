@@ -426,11 +426,3 @@ class HistoryStore:
                 )
                 for r in conn.execute(query)
             ]
-
-    def runs_by_id(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
-        """The runs among ``run_ids`` that exist."""
-        if not run_ids:
-            return {}
-        with self._read() as conn:
-            rows = conn.execute(select(runs).where(runs.c.run_id.in_(list(run_ids))))
-            return {r.run_id: run_record(r) for r in rows}
