@@ -20,8 +20,6 @@ import pandas as pd
 from planner.learning.features import (
     GROUP_LEVELS,
     KEY_SEPARATOR,
-    MAX_PARAM_FEATURES,
-    NUMBER_TYPES,
     STATS,
     finish_events,
     finished_attempts,
