@@ -199,25 +199,21 @@ def bench_bulk_and_frame(
 
 def bench_bare_fetch(folder: Path) -> float:
     """Bare sqlite3 ``fetchall`` of the frame's columns in its order: the driver's share."""
-    import gc
-
-    from planner.history.frames import FRAME_COLUMNS
+    from planner.gcpause import paused_gc
+    from planner.history import FRAME_COLUMNS
 
     conn = sqlite3.connect(folder / "bulk.db")
-    collecting = gc.isenabled()
-    gc.disable()  # as the reader does
     try:
-        began = time.perf_counter()
-        rows = conn.execute(
-            f"SELECT {', '.join(FRAME_COLUMNS)} FROM attempts WHERE pipeline = 'bench'"
-            " ORDER BY started_at, attempt_id"
-        ).fetchall()
-        seconds = time.perf_counter() - began
-        del rows
+        with paused_gc():  # as the reader does
+            began = time.perf_counter()
+            rows = conn.execute(
+                f"SELECT {', '.join(FRAME_COLUMNS)} FROM attempts WHERE pipeline = 'bench'"
+                " ORDER BY started_at, attempt_id"
+            ).fetchall()
+            seconds = time.perf_counter() - began
+            del rows
         return seconds
     finally:
-        if collecting:
-            gc.enable()
         conn.close()
 
 
