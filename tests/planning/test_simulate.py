@@ -123,6 +123,24 @@ def test_json_shape() -> None:
     assert set(doc["policies"]) == set(POLICIES)
     for metrics in doc["policies"].values():
         assert {"runs", "collisions", "deferrals", "idle_s_mean", "lateness_s_mean"} <= set(metrics)
+        assert set(metrics) == {
+            "runs",
+            "collisions",
+            "deferrals",
+            "idle_s_mean",
+            "lateness_s_mean",
+            "overrun_rate",
+        }
+    # 3 runs of 1 s at a 1 s cadence, 30 % trains (ceil(0.9) = 1): 2 scored, none overruns
+    assert doc["simulated_from"] == "1970-01-01T00:00:01+00:00"
+    assert doc["policies"]["fixed"] == {
+        "runs": 2,
+        "collisions": 0,
+        "deferrals": 0,
+        "idle_s_mean": 0.0,
+        "lateness_s_mean": 0.0,
+        "overrun_rate": 0.0,
+    }
 
 
 def test_series_from_a_real_history(history: Callable[..., str]) -> None:
