@@ -20,6 +20,7 @@ from planner.gcpause import paused_gc
 from planner.graph import levels
 from planner.planning.concurrency import (
     choose_concurrency,
+    cpu_limit,
     smallest_fitting,
     what_if,
     what_if_counts,
@@ -38,7 +39,7 @@ def provisional_concurrency(pipeline: Pipeline, override: int | None, cpu_count:
     if override is not None:
         return override
     setting = pipeline.concurrency.max
-    return setting if isinstance(setting, int) else max(1, (cpu_count or 1) - 1)
+    return setting if isinstance(setting, int) else cpu_limit(cpu_count)
 
 
 def task_queries(
