@@ -153,7 +153,9 @@ def _baseline_bounds(
     X_train: pd.DataFrame,
     y_train: np.ndarray,
     X_test: pd.DataFrame,
-    test: pd.DataFrame,
+    started: np.ndarray,
+    finished: np.ndarray,
+    y_test: np.ndarray,
     quantile: float,
     fraction: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -167,9 +169,9 @@ def _baseline_bounds(
         conf,
         np.log(pred),
         point_s=pred,
-        started=to_seconds(test["started_at"]),
-        finished=to_seconds(test["finished_at"]),
-        actual=test["duration_s"].to_numpy(dtype="float64"),
+        started=started,
+        finished=finished,
+        actual=y_test,
     )
     return pred, bounds
 
@@ -220,7 +222,9 @@ def evaluate(
             X_train=X_train,
             y_train=y_train,
             X_test=X_test,
-            test=test_rows,
+            started=started,
+            finished=finished,
+            y_test=y_test,
             quantile=quantile,
             fraction=model.validation_fraction,
         )

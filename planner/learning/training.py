@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import ModelError, UsageError
-from planner.learning.evaluation import METHODS, Evaluation, evaluate
-from planner.learning.features import attempt_features, finished_attempts, to_seconds
+from planner.learning.evaluation import METHODS, Evaluation, evaluate, scored_attempts
+from planner.learning.features import attempt_features, to_seconds
 from planner.learning.models import DurationModel, ModelBundle, point_scores
 from planner.learning.registry import Registry
 
@@ -147,7 +147,7 @@ def train_pipeline(
     messages: list[str] = []
     params = dict(model_params or {})
     features_all = attempt_features(frame)
-    data = finished_attempts(frame).sort_values("started_at", kind="stable")
+    data = scored_attempts(frame)
     if data.empty:
         raise UsageError(pipeline, "no finished attempt with a duration > 0 to learn from")
     features = features_all.loc[data.index].reset_index(drop=True)
