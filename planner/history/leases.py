@@ -133,16 +133,7 @@ def current(conn: Connection, pipeline: str) -> LeaseHolder | None:
 
 
 def _holder(row: Row[Any]) -> LeaseHolder:
-    return LeaseHolder(
-        pipeline=row.pipeline,
-        owner_id=row.owner_id,
-        host=row.host,
-        pid=row.pid,
-        run_id=row.run_id,
-        acquired_at=row.acquired_at,
-        heartbeat_at=row.heartbeat_at,
-        expires_at=row.expires_at,
-    )
+    return LeaseHolder(**row._asdict())
 
 
 def _insert_if_absent(conn: Connection, holder: LeaseHolder) -> bool:

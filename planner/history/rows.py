@@ -17,6 +17,7 @@ from planner.history.records import (
     AttemptRecord,
     AttemptStart,
     AttemptStatus,
+    PlanRecord,
     RunRecord,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "import_row",
     "outcome_values",
     "params_json",
+    "plan_record",
     "run_record",
     "start_values",
     "stderr_tail",
@@ -208,3 +210,10 @@ def run_record(row: Row[Any]) -> RunRecord:
     data = row._asdict()
     data["selection"] = json.loads(data["selection"] or "{}")
     return RunRecord(**data)
+
+
+def plan_record(row: Row[Any]) -> PlanRecord:
+    """A :class:`PlanRecord` from a row of the plans table."""
+    data = row._asdict()
+    data["document"] = json.loads(data["document"])
+    return PlanRecord(**data)

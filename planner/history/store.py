@@ -41,6 +41,7 @@ from planner.history.rows import (
     attempt_record,
     import_row,
     outcome_values,
+    plan_record,
     run_record,
     start_values,
 )
@@ -414,15 +415,4 @@ class HistoryStore:
         if limit is not None:
             query = query.limit(limit)
         with self._read() as conn:
-            return [
-                PlanRecord(
-                    plan_id=r.plan_id,
-                    pipeline=r.pipeline,
-                    run_id=r.run_id,
-                    created_at=r.created_at,
-                    predicted_s=r.predicted_s,
-                    bound_s=r.bound_s,
-                    document=json.loads(r.document),
-                )
-                for r in conn.execute(query)
-            ]
+            return [plan_record(row) for row in conn.execute(query)]
