@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from planner.errors import ExecutionError
+from planner.history.records import STDERR_TAIL_BYTES
 
 __all__ = [
-    "STDERR_TAIL_BYTES",
     "ExitInfo",
     "Launch",
     "LeftTask",
@@ -38,8 +38,6 @@ __all__ = [
     "tasks_of_run",
 ]
 
-#: How much of the end of a task's log is kept as its stderr tail.
-STDERR_TAIL_BYTES = 4000
 _POLL_S = 0.1
 
 
@@ -248,15 +246,6 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def _has_env(pid: int, name: str, value: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            env = fh.read().split(b"\0")
-    except OSError:
-        return False
-    return f"{name}={value}".encode() in env
-
-
 @dataclass(frozen=True)
 class LeftTask:
     """A task process a dead run left on this host, as its environment describes it."""
@@ -335,7 +324,7 @@ def kill_group(
     members = group_members(pgid)
     if not members:
         return False
-    if run_id is not None and not any(_has_env(p, "PLANNER_RUN_ID", run_id) for p in members):
+    if run_id is not None and not any(_environ(p).get("PLANNER_RUN_ID") == run_id for p in members):
         return False
     _signal_group(pgid, signal.SIGTERM)
     waited = 0.0
@@ -347,7 +336,8 @@ def kill_group(
 
 
 def log_tail(path: Path, limit: int = STDERR_TAIL_BYTES) -> str:
-    """The last ``limit`` bytes of a log, as text (empty when unreadable)."""
+    """The last ``limit`` bytes of a log, as text (empty when unreadable); by default as
+    much as the history keeps of a stderr tail."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, os.SEEK_END)

@@ -133,3 +133,36 @@ def test_a_short_task_gets_its_real_peak(tmp_path: Path) -> None:
         sampler.stop()
     peak_mb, _ = box[0].final(0, info.cpu_s)  # without the wait4 floor
     assert peak_mb is not None and peak_mb >= 78
+
+
+def test_kill_group_touches_only_a_group_of_the_named_run(tmp_path: Path) -> None:
+    """A reused group id (a process of another run) is left alone; the run's own is stopped."""
+    from planner.execution import kill_group
+
+    proc = spawn(
+        Launch(
+            ("sleep", "30"), env={**ENV, "PLANNER_RUN_ID": "theirs"}, log_path=tmp_path / "k.log"
+        ),
+        time.monotonic,
+    )
+    deadline = time.monotonic() + 5
+    while "PLANNER_RUN_ID=theirs" not in Path(f"/proc/{proc.pid}/environ").read_text(
+        errors="replace"
+    ):
+        assert time.monotonic() < deadline, "the task never exec'd"
+        time.sleep(0.01)
+    assert not kill_group(proc.pgid, 0.5, time.sleep, run_id="mine")
+    assert live(proc.pid)
+    assert kill_group(proc.pgid, 0.5, time.sleep, run_id="theirs")
+    assert proc.wait().exit_code == 128 + 15
+
+
+def test_log_tail_keeps_as_much_as_the_history_stores(tmp_path: Path) -> None:
+    from planner.execution.process import log_tail
+    from planner.history import STDERR_TAIL_BYTES
+
+    log = tmp_path / "big.log"
+    log.write_bytes(b"x" * (3 * STDERR_TAIL_BYTES) + b"THE END")
+    tail = log_tail(log)
+    assert tail.endswith("THE END") and len(tail.encode()) == STDERR_TAIL_BYTES
+    assert log_tail(tmp_path / "missing.log") == ""
