@@ -107,7 +107,6 @@ class LeaseKeeper:
         self.store, self.pipeline, self.owner_id, self.ttl = store, pipeline, owner_id, ttl
         self.clock = clock
         self.on_lost = on_lost
-        self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
 
@@ -127,7 +126,6 @@ class LeaseKeeper:
                 if ok:
                     last_ok = self.clock.monotonic()
             if not ok:
-                self.lost = True
                 self.on_lost()
                 return
 
@@ -162,10 +160,6 @@ class RunGuards:
         self.lock = lock
         self.keeper = keeper
         self.takeover = takeover
-
-    @property
-    def lost(self) -> bool:
-        return self.keeper.lost
 
     def release(self, *, quiet: bool = False) -> None:
         try:

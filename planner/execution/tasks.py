@@ -116,9 +116,6 @@ class TaskGraph:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def keys(self) -> list[TaskKey]:
-        return list(self._nodes)
-
     def step_of(self, key: TaskKey) -> Step:
         return self._nodes[key].step
 
@@ -145,9 +142,6 @@ class TaskGraph:
     def _drop_stale(self) -> None:
         while self._ready and self._nodes[self._ready[0][2]].state is not TaskState.PENDING:
             heapq.heappop(self._ready)
-
-    def pending(self) -> list[TaskKey]:
-        return [k for k, n in self._nodes.items() if n.state is TaskState.PENDING]
 
     def finished(self) -> bool:
         return all(
