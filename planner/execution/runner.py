@@ -35,7 +35,7 @@ from planner.execution.stopping import handle_signals as _handle_signals
 from planner.execution.tasks import TaskGraph, TaskKey
 
 if TYPE_CHECKING:
-    from planner.history import HistoryStore
+    from planner.history import HistoryStore, RunRecord
 
 __all__ = [
     "RunObserver",
@@ -179,7 +179,7 @@ class Runner:
                 )
             steps_wanted = steps_wanted or previous.selection.get("steps")
             accounts_wanted = accounts_wanted or previous.selection.get("accounts")
-            done = self._succeeded_in_chain(request.resume)
+            done = self._succeeded_in_chain(previous)
         steps = select_steps(pipeline, steps_wanted, with_deps=request.with_deps)
         known = list(pipeline.account_list)
         if accounts_wanted is None:
@@ -195,18 +195,19 @@ class Runner:
         selection = {"steps": [s.id for s in steps], "accounts": accounts}
         return steps, accounts, done, selection
 
-    def _succeeded_in_chain(self, run_id: str) -> set[TaskKey]:
+    def _succeeded_in_chain(self, record: RunRecord) -> set[TaskKey]:
+        """Tasks that succeeded in ``record``'s run or in the runs it resumed, in turn."""
         done: set[TaskKey] = set()
         seen: set[str] = set()
-        current: str | None = run_id
-        while current and current not in seen:
-            seen.add(current)
+        current: RunRecord | None = record
+        while current is not None and current.run_id not in seen:
+            seen.add(current.run_id)
             last: dict[TaskKey, str] = {}
-            for attempt in self.store.attempts_for_run(current):
+            for attempt in self.store.attempts_for_run(current.run_id):
                 last[TaskKey(attempt.step, attempt.account)] = attempt.status
             done |= {k for k, status in last.items() if status == "succeeded"}
-            record = self.store.get_run(current)
-            current = record.resumed_from if record is not None else None
+            parent = current.resumed_from
+            current = self.store.get_run(parent) if parent else None
         return done
 
     # -- running ------------------------------------------------------------------------
