@@ -118,6 +118,9 @@ def test_frame_filters_by_pipeline_and_time_span(store: HistoryStore) -> None:
     assert list(span["quantity"]) == [3.0, 4.0, 5.0]
     local = datetime(2026, 3, 1, 13, 3, tzinfo=ZoneInfo("Europe/Paris"))  # 12:03 UTC
     assert list(store.attempts_frame("kth", since=local)["quantity"])[:1] == [3.0]
+    assert list(store.attempts_frame("kth", since=local)["quantity"]) == [
+        float(n) for n in range(3, 10)
+    ]
     assert store.attempts_frame("none").dtypes.equals(empty_attempts_frame().dtypes)
     assert len(store.attempts_frame("none")) == 0
 

@@ -160,6 +160,7 @@ def test_task_counts_use_the_last_attempt(store: HistoryStore) -> None:
     assert store.run_task_counts("r1") == {"succeeded": 1, "timed_out": 1, "skipped": 1}
     skipped = [a for a in store.attempts_for_run("r1") if a.status == "skipped"]
     assert skipped[0].reason == "1 failed for a2" and skipped[0].pid is None
+    assert skipped[0].finished_at == skipped[0].started_at == T0 and skipped[0].pgid is None
     # the same rule on the records of a run (what ``planner show`` counts with)
     assert task_counts(store.attempts_for_run("r1")) == store.run_task_counts("r1")
     # another run: a later attempt that started earlier still wins; equal attempt number
@@ -193,10 +194,18 @@ def test_interrupt_and_abandon(store: HistoryStore) -> None:
     statuses = {a.account: (a.status, a.finished_at) for a in store.attempts_for_run("r1")}
     assert statuses["a1"][0] == "succeeded"
     assert statuses["a2"] == statuses["a3"] == statuses["a4"] == ("interrupted", later)
+    reasons = {a.account: a.reason for a in store.attempts_for_run("r1")}
+    assert reasons == {"a1": None, "a2": "its run was abandoned", "a3": "its run was abandoned",
+                       "a4": "its run was abandoned"}  # fmt: skip
     assert store.abandon_run("r1", later) == []  # nothing left running
     store.start_attempt(start(run_id="r2"))
     assert store.interrupt_running("r2", later) == 1
     assert store.interrupt_running("r2", later) == 0
+    (interrupted,) = store.attempts_for_run("r2")
+    assert (interrupted.status, interrupted.finished_at, interrupted.reason) == (
+        "interrupted", later, "interrupted",
+    )  # fmt: skip
+    assert store.get_run("r1").status == "abandoned"  # type: ignore[union-attr]  # r2 alone
 
 
 def test_abandon_keeps_a_finished_run_status(store: HistoryStore) -> None:
@@ -204,6 +213,7 @@ def test_abandon_keeps_a_finished_run_status(store: HistoryStore) -> None:
     store.finish_run("r1", "succeeded", T0 + timedelta(seconds=5))
     store.abandon_run("r1", T0 + timedelta(minutes=5))
     assert store.get_run("r1").status == "succeeded"  # type: ignore[union-attr]
+    assert store.get_run("r1").finished_at == T0 + timedelta(seconds=5)  # type: ignore[union-attr]
 
 
 def test_plans_round_trip_newest_first(store: HistoryStore) -> None:
@@ -215,3 +225,7 @@ def test_plans_round_trip_newest_first(store: HistoryStore) -> None:
     assert (plans[0].run_id, plans[0].predicted_s, plans[0].bound_s) == ("r1", 110.0, 140.0)
     assert plans[1].document == {"tasks": [1, 2]} and plans[1].created_at == T0
     assert len(store.plans("nightly", limit=1)) == 1
+    assert [p.plan_id for p in store.plans("nightly", limit=1)] == [second]
+    assert plans[1].run_id is None and plans[0].document == {"x": "y"}
+    assert plans[0].created_at == T0 + timedelta(days=1) and plans[0].pipeline == "nightly"
+    assert store.plans("none") == []
