@@ -110,6 +110,14 @@ def test_malformed_lines_are_reported_and_the_rest_imported(
     code = main([*argv, "--db", db])  # the human summary says the same
     out = capsys.readouterr().out
     assert code == 0 and "4, 8, 16" in out and "17" in out
+    cells = {
+        parts[1]: parts[2]
+        for line in out.splitlines()
+        if len(parts := [cell.strip() for cell in line.split("\u2502")]) == 4
+    }
+    # the same file a second time: its 17 rows are already there, nothing is added
+    assert cells["records read"] == "20" and cells["imported"] == "0"
+    assert cells["already there"] == "17" and cells["malformed, skipped"] == "3 (lines 4, 8, 16)"
 
 
 def test_swf_gz_with_header_zone_into_store(
