@@ -250,9 +250,12 @@ def planning_summary(
     db: str | None = None,
     models: Path | None = None,
     now: datetime | None = None,
+    steps: Sequence[str] | None = None,
+    with_deps: bool = False,
 ) -> dict[str, Any] | None:
-    """For ``planner validate``: the run estimate and recommended interval, or ``None``
-    when the pipeline has no history yet. Nothing is stored.
+    """For ``planner validate``: the run estimate (of the selected ``steps``, default all)
+    and recommended interval, or ``None`` when the pipeline has no history yet. Nothing
+    is stored.
 
     Returns ``{"predicted_s", "bound_s", "critical_path", "concurrency", "interval_s",
     "next_start", "lines": [human-readable lines]}``.
@@ -267,7 +270,9 @@ def planning_summary(
     with HistoryStore(url) as store:
         if store.count_attempts(pipeline.name) == 0:
             return None
-        plan = compute_plan(pipeline, store, models=models_dir(models), now=moment)
+        plan = compute_plan(
+            pipeline, store, models=models_dir(models), now=moment, steps=steps, with_deps=with_deps
+        )
     interval = plan.interval
     lines = [
         f"estimated run: {format_duration(plan.run.predicted_s)} (bound "

@@ -45,7 +45,9 @@ def handle(args: argparse.Namespace) -> int:
     if pipeline is not None and not issues:
         from planner.commands.plan import planning_summary
 
-        estimate = planning_summary(pipeline, db=args.db, models=args.models)
+        estimate = planning_summary(
+            pipeline, db=args.db, models=args.models, steps=args.steps, with_deps=args.with_deps
+        )
     if args.json:
         document: dict[str, Any] = {
             "valid": not issues,

@@ -141,10 +141,15 @@ def test_planning_summary_for_validate(
     empty = f"sqlite:///{tmp_path / 'empty.db'}"
     HistoryStore(empty).close()
     assert planning_summary(pipeline, db=empty, models=tmp_path / "m") is None
-    summary = planning_summary(pipeline, db=history(3), models=tmp_path / "m", now=T0)
+    url = history(3)
+    summary = planning_summary(pipeline, db=url, models=tmp_path / "m", now=T0)
     assert summary is not None
     assert summary["interval_s"] == pytest.approx(3600.0)
     assert summary["lines"][0].startswith("estimated run:")
+    assert summary["critical_path"] == ["1", "2"]
+    only = planning_summary(pipeline, db=url, models=tmp_path / "m", now=T0, steps=["1"])
+    assert only is not None and only["critical_path"] == ["1"]  # the selection, as validated
+    assert only["predicted_s"] < summary["predicted_s"]
 
 
 def test_demo_plan_stage_prints_next_start(
