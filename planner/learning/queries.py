@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from planner.clock import ensure_utc
 from planner.learning.features import (
     GROUP_LEVELS,
     KEY_SEPARATOR,
@@ -99,7 +100,7 @@ def snapshot(history: pd.DataFrame, now: datetime) -> HistorySnapshot:
 
 def query_frame(tasks: Sequence[Any], now: datetime) -> pd.DataFrame:
     """Planned tasks (objects with the TaskQuery fields) as a frame of targets at ``now``."""
-    stamp = pd.Timestamp(now if now.tzinfo else now.replace(tzinfo=UTC))
+    stamp = pd.Timestamp(ensure_utc(now))
     return pd.DataFrame(
         {
             "step": pd.array([t.step for t in tasks], dtype="string"),
@@ -115,8 +116,7 @@ def query_frame(tasks: Sequence[Any], now: datetime) -> pd.DataFrame:
 
 def epoch_seconds(moment: datetime) -> float:
     """One datetime as float seconds since the epoch (naive = UTC), as :func:`to_seconds`."""
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    return (aware - _EPOCH_DT).total_seconds()
+    return (ensure_utc(moment) - _EPOCH_DT).total_seconds()
 
 
 def _column_names(param_names: Sequence[str]) -> list[str]:
