@@ -104,11 +104,9 @@ def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
 
 
 def _model_metrics(metrics: Any) -> dict[str, Any]:
-    """The model's own scores: ``metrics["model"]`` when metrics are per method."""
-    if not isinstance(metrics, dict):
-        return {}
-    inner = metrics.get("model")
-    return inner if isinstance(inner, dict) else metrics
+    """The model's own holdout scores, ``metrics["model"]`` of the card."""
+    inner = metrics.get("model") if isinstance(metrics, dict) else None
+    return inner if isinstance(inner, dict) else {}
 
 
 def _training(entry: dict[str, Any]) -> dict[str, Any]:
@@ -117,17 +115,14 @@ def _training(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def _rows(entry: dict[str, Any]) -> str:
-    rows = _training(entry).get("rows", entry.get("rows", entry.get("training_rows")))
+    rows = _training(entry).get("rows")
     return f"{rows:,}" if isinstance(rows, int) else ""
 
 
 def _span(entry: dict[str, Any]) -> str:
     training = _training(entry)
-    span = training.get("span", entry.get("span", entry.get("training_span")))
-    if span is None and "start" in training and "end" in training:
-        span = [training["start"], training["end"]]
-    if isinstance(span, list | tuple) and len(span) == 2:
-        return f"{str(span[0])[:10]} to {str(span[1])[:10]}"
+    if "start" in training and "end" in training:
+        return f"{str(training['start'])[:10]} to {str(training['end'])[:10]}"
     return ""
 
 
