@@ -51,13 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"planner.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"planner.commands.{name}":
-                continue  # not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"planner.commands.{name}").register(sub)
     return parser
 
 

@@ -28,6 +28,14 @@ def test_help_and_version_answer() -> None:
         [sys.executable, "-m", "planner", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "validate" in done.stdout
+    listed = [
+        line.split()[0]
+        for line in done.stdout.split("COMMAND\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    ]
+    assert listed == [
+        *("validate", "run", "runs", "show", "demo", "import", "train", "models", "plan"),
+        "simulate",
+    ]
 
 
 def test_bad_arguments_exit_2_with_one_line() -> None:
