@@ -43,7 +43,7 @@ _TIME = ("started_at", "finished_at")
 IMPORT_COLUMNS = frozenset((*_INT, *_FLOAT, *_TEXT, *_TIME, "params", "stderr_tail", "source_key"))
 
 _STATUSES = frozenset(s.value for s in AttemptStatus)
-_PARAMS_CACHE: dict[tuple[tuple[str, Any], ...], str] = {}
+_PARAMS_CACHE: dict[tuple[tuple[tuple[str, Any], ...], tuple[type, ...]], str] = {}
 
 
 def params_json(params: Mapping[str, Any] | None) -> str:
@@ -51,7 +51,9 @@ def params_json(params: Mapping[str, Any] | None) -> str:
     if not params:
         return "{}"
     try:
-        key = tuple(params.items())
+        # the value types belong to the key: True == 1 == 1.0 hash alike, but their JSON
+        # differs (true, 1, 1.0)
+        key = (tuple(params.items()), tuple(map(type, params.values())))
         cached = _PARAMS_CACHE.get(key)
     except TypeError:  # unhashable values
         return json.dumps(dict(params), sort_keys=True, default=str)

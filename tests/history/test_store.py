@@ -229,3 +229,13 @@ def test_plans_round_trip_newest_first(store: HistoryStore) -> None:
     assert plans[1].run_id is None and plans[0].document == {"x": "y"}
     assert plans[0].created_at == T0 + timedelta(days=1) and plans[0].pipeline == "nightly"
     assert store.plans("none") == []
+
+
+def test_params_keep_their_types_when_equal_values_were_seen(store: HistoryStore) -> None:
+    # True == 1 == 1.0 (and they hash alike): each must still be stored as itself
+    for run_id, value in (("b", True), ("i", 1), ("f", 1.0), ("s", "1")):
+        store.start_attempt(start(run_id=run_id, params={"full": value}))
+    stored = {r: store.attempts_for_run(r)[0].params["full"] for r in ("b", "i", "f", "s")}
+    assert [(r, type(v).__name__, v) for r, v in stored.items()] == [
+        ("b", "bool", True), ("i", "int", 1), ("f", "float", 1.0), ("s", "str", "1"),
+    ]  # fmt: skip
