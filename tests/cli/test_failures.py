@@ -499,6 +499,7 @@ def test_run_of_an_invalid_pipeline_lists_every_error(tmp_path: Path) -> None:
         ]
     ), lines
     assert any("dependency cycle" in line for line in lines)
+    assert f"{prefix}steps: dependency cycle: b -> c -> b" in lines
     assert not (tmp_path / "state").exists() and not (tmp_path / "h.db").exists()
 
 
@@ -507,7 +508,7 @@ def test_run_of_an_invalid_pipeline_lists_every_error(tmp_path: Path) -> None:
     [
         ("name: t\nsteps: [\n", (), "invalid YAML at line 3"),
         (None, (), "file not found"),
-        ("", ("--steps", "nosuch"), "nosuch"),
+        ("", ("--steps", "nosuch"), "--steps: unknown step 'nosuch' (known: a, b)"),
     ],
     ids=["yaml-syntax", "missing-file", "unknown-step"],
 )
