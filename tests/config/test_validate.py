@@ -273,6 +273,7 @@ def test_every_error_is_reported_at_once_in_every_format(
         "steps[1].command[1]",
         "accounts[1]",
     } <= locs
+    assert len(errors) == 4, errors  # each problem once, nothing else
 
 
 def test_duplicate_account_in_accounts_file(write_pipeline: Write, tmp_path: Path) -> None:
