@@ -108,15 +108,16 @@ def handle(args: argparse.Namespace) -> int:
         runner = Runner(pipeline, store, request, observer=observer)
         with handle_signals(runner):
             result = runner.run()
-        document = show_document(store, result.run_id)
+        # The table of every attempt is printed only with --json or --quiet.
+        document = show_document(store, result.run_id) if args.json or args.quiet else None
     finally:
         if isinstance(observer, LiveProgress):
             observer.close()
         store.close()
-    if args.json:
+    if document is not None and args.json:
         print_json(document)
     else:
-        if args.quiet:
+        if document is not None:
             print_show(document)
         logs = pipeline.state_dir / "logs" / result.run_id
         print(f"run {result.run_id}: {result.status} ({_counts(result.counts)})")
@@ -177,15 +178,16 @@ class LiveProgress:
     """A live rich table: per step, tasks done of total, running, failed, elapsed."""
 
     def __init__(self) -> None:
-        from rich.console import Console
         from rich.live import Live
+
+        from planner.commands.common import console
 
         self.steps: dict[str, _StepProgress] = {}
         self.run_id = ""
         self.t0 = time.monotonic()
         self.live = Live(
             get_renderable=self._render,
-            console=Console(),
+            console=console(),
             refresh_per_second=4,
             transient=False,
         )

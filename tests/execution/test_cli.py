@@ -81,6 +81,13 @@ def test_run_prints_plain_progress_when_not_a_terminal(tmp_path: Path) -> None:
     lines = out.splitlines()
     assert any(line.endswith("one: succeeded") for line in lines)
     assert any(re.search(r"run \S+: succeeded \(2 succeeded\)", line) for line in lines)
+    assert " of plain: " not in out  # the attempt table is for --quiet and --json only
+
+    code, out, _ = cli("run", str(pipeline), "--quiet", cwd=tmp_path)
+    assert code == 0 and not re.search(r"^\[\s*\d", out, re.M)  # no progress lines
+    assert re.search(r"^run \S+ of plain: succeeded", out, re.M)  # the attempt table ...
+    assert re.search(r"\bone\b.*\bsucceeded\b", out) and re.search(r"\btwo\b.*\bsucceeded\b", out)
+    assert re.search(r"^run \S+: succeeded \(2 succeeded\)$", out, re.M)  # ... then the summary
 
 
 def test_demo_builds_a_history(tmp_path: Path) -> None:
