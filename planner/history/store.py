@@ -275,7 +275,7 @@ class HistoryStore:
             pgid=None,
         )
         with self._write() as conn:
-            key = conn.execute(insert(attempts).values(values)).inserted_primary_key
+            key = conn.execute(_INSERT_ATTEMPT, values).inserted_primary_key
         assert key is not None
         return int(key[0])
 
