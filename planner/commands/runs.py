@@ -114,9 +114,10 @@ def show_document(store: HistoryStore, run_id: str, *, notes: bool = False) -> d
 
 def _open_store(db: str | None, pipeline_arg: str | None) -> tuple[HistoryStore, str | None]:
     """The store to read and the pipeline name to filter on."""
+    from planner.config.loader import SUFFIXES
     from planner.history import HistoryStore
 
-    if pipeline_arg and Path(pipeline_arg).suffix.lower() in (".yaml", ".yml", ".json", ".toml"):
+    if pipeline_arg and Path(pipeline_arg).suffix.lower() in SUFFIXES:
         from planner.config import load_pipeline
 
         pipeline = load_pipeline(pipeline_arg)
