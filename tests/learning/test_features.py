@@ -30,9 +30,14 @@ def _alter_future(frame: pd.DataFrame, cut: pd.Timestamp, seed: int) -> pd.DataF
     altered.loc[future, "duration_s"] = rng.permutation(durations) * rng.uniform(
         0.1, 10.0, size=len(durations)
     )
-    altered["finished_at"] = altered["started_at"] + pd.to_timedelta(
-        altered["duration_s"], unit="s"
+    # only the future's finish times, in the frame's own resolution: recomputing the past
+    # ones (or changing the unit) moves them by rounding, which the exact comparison of
+    # the past would take for a leak
+    finished = altered["finished_at"]
+    moved = altered.loc[future, "started_at"] + pd.to_timedelta(
+        altered.loc[future, "duration_s"], unit="s"
     )
+    altered.loc[future, "finished_at"] = moved.dt.floor(finished.dt.unit).astype(finished.dtype)
     return altered
 
 
