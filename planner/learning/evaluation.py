@@ -33,6 +33,7 @@ from planner.learning.models import DurationModel
 
 __all__ = [
     "METHODS",
+    "MIN_MODEL_ROWS",
     "Evaluation",
     "evaluate",
     "holdout_split",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 METHODS = ("model", "last2", "last10", "last10_x1.2")
+#: Fewer training attempts than this: baselines only, no gradient boosting (the one
+#: threshold of ``planner train``, its holdout and ``planner simulate``).
+MIN_MODEL_ROWS = 200
 _FLAT_FACTOR = 1.2
 
 
@@ -181,7 +185,7 @@ def evaluate(
     *,
     holdout: float = 0.3,
     quantile: float = 0.95,
-    min_model_rows: int = 200,
+    min_model_rows: int = MIN_MODEL_ROWS,
     make_model: Callable[[bool], DurationModel] | None = None,
     features: pd.DataFrame | None = None,
 ) -> Evaluation:

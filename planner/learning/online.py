@@ -25,14 +25,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from planner.learning.evaluation import online_bounds
+from planner.learning.evaluation import MIN_MODEL_ROWS, online_bounds
 from planner.learning.features import attempt_features, to_seconds
 from planner.learning.models import DurationModel
 
 __all__ = ["MIN_MODEL_ROWS", "causal_bounds"]
 
-#: Fewer training attempts than this: the model keeps the baselines (as ``planner train``).
-MIN_MODEL_ROWS = 200
 #: Durations are floored at this many seconds inside the online calibration (log scores).
 _FLOOR_S = 1e-3
 

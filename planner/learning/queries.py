@@ -41,7 +41,6 @@ __all__ = [
     "QueryTable",
     "epoch_seconds",
     "query_features",
-    "query_frame",
     "query_table",
     "snapshot",
 ]
@@ -95,22 +94,6 @@ def snapshot(history: pd.DataFrame, now: datetime) -> HistorySnapshot:
         last_finish=float(t_finish.max()) if len(t_finish) else float("-inf"),
         starts=to_seconds(history["started_at"]),
         finishes=to_seconds(history["finished_at"]),
-    )
-
-
-def query_frame(tasks: Sequence[Any], now: datetime) -> pd.DataFrame:
-    """Planned tasks (objects with the TaskQuery fields) as a frame of targets at ``now``."""
-    stamp = pd.Timestamp(ensure_utc(now))
-    return pd.DataFrame(
-        {
-            "step": pd.array([t.step for t in tasks], dtype="string"),
-            "account": pd.array([t.account for t in tasks], dtype="string"),
-            "quantity": np.array([float(t.quantity) for t in tasks], dtype="float64"),
-            "params": [dict(t.params) for t in tasks],
-            "n_accounts": np.array([float(t.n_accounts) for t in tasks], dtype="float64"),
-            "concurrency": np.array([float(t.concurrency) for t in tasks], dtype="float64"),
-            "started_at": pd.Series([stamp] * len(tasks), dtype="datetime64[us, UTC]"),
-        }
     )
 
 

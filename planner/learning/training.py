@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from planner.errors import ModelError, UsageError
-from planner.learning.evaluation import METHODS, Evaluation, evaluate, scored_attempts
+from planner.learning.evaluation import (
+    METHODS,
+    MIN_MODEL_ROWS,
+    Evaluation,
+    evaluate,
+    scored_attempts,
+)
 from planner.learning.features import attempt_features, to_seconds
 from planner.learning.models import DurationModel, ModelBundle, point_scores
 from planner.learning.registry import Registry
@@ -39,8 +45,6 @@ __all__ = [
     "train_pipeline",
 ]
 
-#: Fewer finished attempts than this: baselines only (no gradient boosting).
-MIN_MODEL_ROWS = 200
 #: Fewer fresh holdout attempts than this: the current model cannot be judged, replace it.
 MIN_COMPARE_ROWS = 20
 #: "Not worse": the new model's MdAPE and MAE ratios to the current one sum to at most
