@@ -121,30 +121,45 @@ class TreeSampler:
             return self._trees.pop(pid, None) or TreeUsage()
 
     def sample(self) -> None:
-        """One pass over the process table, updating every registered tree."""
+        """One pass over the process table, updating every registered tree.
+
+        The pass runs without the lock, so a task that exits meanwhile is unregistered
+        (and its exit recorded) at once; a tree unregistered during the pass keeps what
+        was seen before it.
+        """
         with self._lock:
-            if not self._trees:
-                return
-            children: dict[int, list[int]] = {}
-            cpu_of: dict[int, float] = {}
-            for proc in psutil.process_iter(["ppid", "cpu_times"]):
-                info = proc.info
-                times = info.get("cpu_times")
-                if times is None:
+            trees = list(self._trees.items())
+        if not trees:
+            return
+        children: dict[int, list[int]] = {}
+        cpu_of: dict[int, float] = {}
+        for proc in psutil.process_iter(["ppid", "cpu_times"]):
+            info = proc.info
+            times = info.get("cpu_times")
+            if times is None:
+                continue
+            children.setdefault(info.get("ppid") or 0, []).append(proc.pid)
+            cpu_of[proc.pid] = times.user + times.system
+        seen: list[tuple[int, TreeUsage, int, dict[int, float]]] = []
+        for root, usage in trees:
+            total = 0
+            cpu: dict[int, float] = {}
+            todo = [root]
+            while todo:
+                pid = todo.pop()
+                if pid not in cpu_of:
                     continue
-                children.setdefault(info.get("ppid") or 0, []).append(proc.pid)
-                cpu_of[proc.pid] = times.user + times.system
-            for root, usage in self._trees.items():
-                total = 0
-                todo = [root]
-                while todo:
-                    pid = todo.pop()
-                    if pid not in cpu_of:
-                        continue
-                    total += _peak_rss(pid)
-                    if cpu_of[pid] > usage.cpu_by_pid.get(pid, 0.0):
-                        usage.cpu_by_pid[pid] = cpu_of[pid]
-                    todo.extend(children.get(pid, ()))
+                total += _peak_rss(pid)
+                cpu[pid] = cpu_of[pid]
+                todo.extend(children.get(pid, ()))
+            seen.append((root, usage, total, cpu))
+        with self._lock:
+            for root, usage, total, cpu in seen:
+                if self._trees.get(root) is not usage:
+                    continue  # unregistered during the pass: its figures are final
+                for pid, seconds in cpu.items():
+                    if seconds > usage.cpu_by_pid.get(pid, 0.0):
+                        usage.cpu_by_pid[pid] = seconds
                 usage.peak_rss_bytes = max(usage.peak_rss_bytes, total)
 
     def sample_young(self) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from planner.errors import ExecutionError
-from planner.execution import Launch, TreeSampler, spawn
+from planner.execution import Launch, TreeSampler, TreeUsage, spawn
 from planner.execution.process import render_command
 
 from .conftest import live
@@ -166,3 +166,40 @@ def test_log_tail_keeps_as_much_as_the_history_stores(tmp_path: Path) -> None:
     tail = log_tail(log)
     assert tail.endswith("THE END") and len(tail.encode()) == STDERR_TAIL_BYTES
     assert log_tail(tmp_path / "missing.log") == ""
+
+
+def test_a_slow_pass_over_the_process_table_does_not_hold_up_an_exit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Unregistering a task (just before it is reaped) does not wait for a sampling pass."""
+    import threading
+
+    import psutil
+
+    from planner.execution import sampling
+
+    real_iter = psutil.process_iter
+    in_pass = threading.Event()
+
+    def slow_iter(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        in_pass.set()
+        time.sleep(0.6)
+        yield from real_iter(*args, **kwargs)
+
+    monkeypatch.setattr(sampling.psutil, "process_iter", slow_iter)
+    sampler = TreeSampler()
+    sampler.add(os.getpid())
+    kept = TreeUsage(peak_rss_bytes=1)
+    sampler._trees[os.getpid()] = kept
+    other = os.getppid()
+    fresh = TreeUsage()
+    sampler._trees[other] = fresh
+    passing = threading.Thread(target=sampler.sample)
+    passing.start()
+    assert in_pass.wait(5)
+    t0 = time.monotonic()
+    removed = sampler.remove(os.getpid())
+    assert time.monotonic() - t0 < 0.3 and removed is kept
+    passing.join()
+    assert kept.peak_rss_bytes == 1  # the pass does not write into an unregistered tree
+    assert fresh.peak_rss_bytes > 0  # but updates the trees still registered
