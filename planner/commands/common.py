@@ -17,6 +17,7 @@ __all__ = [
     "console",
     "db_url",
     "models_dir",
+    "positive_int",
     "print_json",
     "split_list",
 ]
@@ -52,6 +53,17 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--with-deps", action="store_true", help="add the steps the selected ones depend on"
     )
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def split_list(text: str) -> list[str]:

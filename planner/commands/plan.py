@@ -26,6 +26,7 @@ from planner.commands.common import (
     add_models_option,
     add_selection_options,
     models_dir,
+    positive_int,
     print_json,
     split_list,
 )
@@ -67,7 +68,7 @@ def register(sub: Any) -> None:
         "--accounts", type=split_list, metavar="A,...", help="only these accounts (comma-separated)"
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, metavar="N", help="plan at N tasks at once"
+        "--concurrency", type=positive_int, metavar="N", help="plan at N tasks at once"
     )
     parser.add_argument(
         "--quantity", type=float, metavar="N", help="quantity of every task (default: per step)"
@@ -76,16 +77,6 @@ def register(sub: Any) -> None:
     add_models_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def handle(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from planner.commands.common import (
     add_db_option,
     add_json_option,
     add_selection_options,
+    positive_int,
     print_json,
     split_list,
 )
@@ -46,7 +47,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="tasks at once (default: the pipeline's concurrency.max)",
     )
@@ -64,13 +65,6 @@ def register(sub: Any) -> None:
     add_db_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _duration(text: str) -> float:

@@ -67,6 +67,9 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     assert code == 2 and "unknown accounts" in err
     code, out, err = cli("run", str(tmp_path / "missing.yaml"), "--json", cwd=tmp_path)
     assert code == 2 and out == "" and "file not found" in err
+    for bad, why in (("x", "not a whole number: 'x'"), ("0", "must be at least 1, got 0")):
+        code, _, err = cli("run", str(pipeline), "--concurrency", bad, cwd=tmp_path)
+        assert code == 2 and err.strip().endswith(f"argument --concurrency: {why}"), err
 
 
 def test_run_prints_plain_progress_when_not_a_terminal(tmp_path: Path) -> None:
