@@ -65,7 +65,9 @@ def read_raw(file: Path) -> dict[str, Any]:
         raise ConfigError(str(file), [ConfigIssue("", "file is empty")])
     data = _parse_text(file, text, fmt)
     if data is None:
-        raise ConfigError(str(file), [ConfigIssue("", "file is empty (only comments)")])
+        raise ConfigError(
+            str(file), [ConfigIssue("", "file is empty: it holds only comments or null")]
+        )
     if not isinstance(data, Mapping):
         kind = type(data).__name__
         msg = f"top level must be a mapping of keys (name, steps, ...), got {kind}"

@@ -9,6 +9,7 @@ which runs on whatever parsed so that every error is reported at once.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -208,10 +209,17 @@ class Schedule(_Frozen):
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(cron, timezone="UTC")
+            trigger = CronTrigger.from_crontab(cron, timezone="UTC")
         except ValueError as exc:
             raise ValueError(f"bad cron expression {cron!r}: {exc}") from None
+        # A crontab line has no year: one that fires in none of the next 8 years (leap
+        # years included) never fires at all, e.g. "0 0 30 2 *".
+        if trigger.get_next_fire_time(None, _CRON_PROBE) is None:
+            raise ValueError(f"cron expression {cron!r} never fires")
         return cron
+
+
+_CRON_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Concurrency(_Frozen):

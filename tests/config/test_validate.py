@@ -240,6 +240,7 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "unknown error class 'netwrk'",
     ),
     ("bad cron", {"schedule": {"cron": "61 * * *"}}, "schedule.cron", "bad cron expression"),
+    ("cron never fires", {"schedule": {"cron": "0 0 30 2 *"}}, "schedule.cron", "never fires"),
     ("bad name", {"name": "has space"}, "name", "pattern"),
 ]
 
