@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.commands.simulate import REFITS, TRAIN_FRACTION, planner_bounds, run_simulation
 from planner.planning.makespan import lower_bound, lpt, round_robin
 from planner.planning.simulate import PolicyMetrics, Series, series_from_frame, split_time
+from planner.service.simulation import REFITS, TRAIN_FRACTION, planner_bounds, run_simulation
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -247,7 +247,7 @@ def bench_simulate(refits: int = REFITS) -> None:
     """All four policies on the Julia CI jobs and the KTH users, on the same scored part.
 
     Planner's bounds come from its predictor machinery run causally
-    (:func:`planner.commands.simulate.planner_bounds`): the model is fitted on the first
+    (:func:`planner.service.simulation.planner_bounds`): the model is fitted on the first
     30 % of the occurrences, every policy is scored on the rest. The bounds do not depend
     on the cadence: they are computed once per trace (and once more at the quantile that
     matches avg10's overrun rate).

@@ -1,6 +1,7 @@
 """Runner benchmark: planner against a bare ``subprocess.run`` thread pool, same commands.
 
     python benchmarks/bench_runner.py [--tasks 2000] [--concurrency 4] [--json]
+    python benchmarks/bench_runner.py --quick      # 400 tasks: a check in about 20 s
 
 Measured in one run, on the same machine and commands:
 1. wall time of N tasks of ``sleep 0.05`` at concurrency C, planner / bare (target <= 1.15x);
@@ -120,11 +121,14 @@ def write_throughput(folder: Path, rows: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--tasks", type=int, default=None, help="tasks per measure (2000)")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--quick", action="store_true", help="400 tasks unless --tasks says otherwise"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    n, c = args.tasks, args.concurrency
+    n, c = args.tasks or (400 if args.quick else 2000), args.concurrency
     folder = Path(tempfile.mkdtemp(prefix="bench-runner-"))
     try:
         sleep_cmd = ["sleep", "0.05"]

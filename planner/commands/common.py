@@ -15,8 +15,6 @@ __all__ = [
     "add_models_option",
     "add_selection_options",
     "console",
-    "db_url",
-    "models_dir",
     "positive_int",
     "print_json",
     "split_list",
@@ -42,7 +40,7 @@ def add_models_option(parser: argparse.ArgumentParser) -> None:
         "--models",
         metavar="DIR",
         type=Path,
-        help="model registry folder (default: $PLANNER_MODELS, else ./models)",
+        help="model registry folder (default: $PLANNER_MODELS, else <state_dir>/models)",
     )
 
 
@@ -69,22 +67,6 @@ def positive_int(text: str) -> int:
 def split_list(text: str) -> list[str]:
     """``"a, b,c"`` as ``["a", "b", "c"]``."""
     return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def db_url(explicit: str | None, state_dir: Path | None = None) -> str:
-    """The history URL: ``--db``, else ``$PLANNER_DB``, else the SQLite file in the state dir
-    (the rule of :func:`planner.history.history_url`; imported here, when a store is wanted)."""
-    from planner.history.location import history_url
-
-    return history_url(explicit, state_dir)
-
-
-def models_dir(explicit: Path | None) -> Path:
-    """The model registry: ``--models``, else ``$PLANNER_MODELS``, else ``./models``."""
-    if explicit:
-        return explicit
-    env = os.environ.get("PLANNER_MODELS")
-    return Path(env) if env else Path("models")
 
 
 def print_json(document: Any) -> None:

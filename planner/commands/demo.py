@@ -1,9 +1,10 @@
 """``planner demo``: build a history from real runs of the demo pipeline, and say where.
 
-The demo is a sequence of stages, each a function of a :class:`DemoContext`; later issues
-append stages (train, plan, dashboard) to :data:`STAGES`. The first stage writes a
-derived copy of ``data/examples/demo/demo.yaml`` into the state dir (absolute job paths,
-this Python, the state dir itself) and runs it several times with varied quantities.
+The demo is a sequence of stages, each a function of a :class:`DemoContext`, all through
+the service layer: the first writes a derived copy of ``data/examples/demo/demo.yaml``
+into the state dir (absolute job paths, this Python, the state dir itself) and runs it
+several times with varied quantities, each run by its plan; the second trains on what
+was recorded and plans the next run.
 """
 
 from __future__ import annotations
@@ -118,11 +119,12 @@ def scaled(pipeline: Pipeline, factor: float) -> Pipeline:
 
 
 def stage_history(ctx: DemoContext) -> None:
-    """Run the demo pipeline ``ctx.runs`` times with varied quantities."""
-    from planner.commands.runs import run_summary
+    """Run the demo pipeline ``ctx.runs`` times with varied quantities, each by its plan."""
     from planner.config import load_pipeline
-    from planner.execution import Runner, handle_signals
-    from planner.history import HistoryStore
+    from planner.execution import RunRequest, handle_signals
+    from planner.service import Instance
+    from planner.service.running import prepare_run
+    from planner.service.views import run_summary
 
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     ctx.pipeline_file = write_demo_pipeline(ctx.state_dir)
@@ -133,17 +135,20 @@ def stage_history(ctx: DemoContext) -> None:
         "generate, gzip, hash, parse and sort CSV data per account)"
     )
     summaries = []
-    with HistoryStore.for_pipeline(ctx.pipeline) as store:
+    with Instance.for_pipeline(ctx.pipeline) as instance:
+        store = instance.store
         ctx.db_url = store.url
         for number in range(ctx.runs):
             factor = DEMO_SCALES[number % len(DEMO_SCALES)]
             t0 = time.monotonic()
-            runner = Runner(scaled(ctx.pipeline, factor), store)
-            with handle_signals(runner):
-                result = runner.run()
+            session = prepare_run(instance, scaled(ctx.pipeline, factor), RunRequest())
+            with handle_signals(session.runner):
+                outcome = session.execute()
+            result = outcome.result
             record = store.get_run(result.run_id)
             assert record is not None
-            summary = run_summary(record, result.counts)
+            plan = outcome.plan
+            summary = run_summary(record, result.counts, (plan.run.predicted_s, plan.run.bound_s))
             retries = sum(1 for a in store.attempts_for_run(result.run_id) if a.attempt > 1)
             summary["quantity_scale"] = factor
             summary["retries"] = retries
@@ -151,7 +156,8 @@ def stage_history(ctx: DemoContext) -> None:
             ctx.say(
                 f"  run {number + 1}/{ctx.runs} {result.run_id}: quantity x{factor}, "
                 f"{result.status} in {time.monotonic() - t0:.1f}s "
-                f"(concurrency {result.concurrency}, {retries} retried attempt(s))"
+                f"(predicted {plan.run.predicted_s:.1f}s, concurrency {result.concurrency}, "
+                f"{retries} retried attempt(s))"
             )
             if result.status == "cancelled":
                 break
@@ -166,32 +172,37 @@ def stage_history(ctx: DemoContext) -> None:
 
 def stage_learn_and_plan(ctx: DemoContext) -> None:
     """Train on the history the demo made, plan the next run, and say when it starts."""
-    from planner.clock import SYSTEM_CLOCK
-    from planner.commands.plan import demo_plan_stage
+    from datetime import datetime
+
+    from planner.commands.plan import print_plan
+    from planner.service import Instance
+    from planner.service.planning import PlanRequest, make_plan
+    from planner.service.training import train_frame
 
     if ctx.pipeline is None:
         return
-    models = ctx.state_dir / "models"
-    last_start = None
+    pipeline = ctx.pipeline
     runs = ctx.document.get("runs") or []
-    if runs:
-        from datetime import datetime
-
-        last_start = datetime.fromisoformat(runs[-1]["started_at"])
+    last_start = datetime.fromisoformat(runs[-1]["started_at"]) if runs else None
     lines: list[str] = []
 
     def write(text: str) -> None:
         lines.append(text)
         ctx.say(text)
 
-    plan = demo_plan_stage(
-        ctx.pipeline,
-        db=ctx.db_url,
-        models=models,
-        now=SYSTEM_CLOCK.now(),
-        current_start=last_start,
-        write=write,
-    )
+    with Instance.for_pipeline(pipeline, db=ctx.db_url or None) as instance:
+        frame = instance.store.attempts_frame(pipeline=pipeline.name)  # training adds no rows
+        result = train_frame(instance, frame, pipeline.name, quantile=pipeline.schedule.quantile)
+        kind = "baselines only" if result.baselines_only else result.variant
+        write(
+            f"learn: trained on {result.rows_train} attempts ({kind}); model {result.model_id}"
+            + (" is live" if result.promoted else f"; {result.current_id} stays live")
+        )
+        for message in result.messages:
+            write(f"learn: {message}")
+        plan = make_plan(instance, pipeline, PlanRequest(current_start=last_start), frame=frame)
+        models = instance.models_dir
+    print_plan(plan, brief=True, write=write)
     ctx.document["models"] = str(models)
     ctx.document["plan"] = {
         "predicted_s": plan.run.predicted_s,
@@ -200,7 +211,7 @@ def stage_learn_and_plan(ctx: DemoContext) -> None:
         "interval_s": plan.interval.interval_s,
         "next_start": plan.interval.next_start.isoformat() if plan.interval.next_start else None,
     }
-    ctx.say(f"  planner plan {ctx.pipeline_file} --models {models}")
+    ctx.say(f"  planner plan {ctx.pipeline_file}")
 
 
 #: The demo's stages, in order; later parts append theirs.

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from planner.commands.common import add_db_option, add_json_option, db_url, print_json
+from planner.commands.common import add_db_option, add_json_option, print_json
 from planner.errors import InputFileError
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def handle_csv(args: argparse.Namespace) -> int:
 
 
 def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: str) -> int:
-    from planner.history import HistoryStore
+    from planner.history import HistoryStore, history_url
     from planner.learning.importers.common import default_pipeline_name, import_parsed
 
     if parsed.frame.empty and parsed.unfinished:
@@ -103,7 +103,7 @@ def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: st
         detail = f" ({len(parsed.malformed_lines)} malformed, lines {lines})" if lines else ""
         raise InputFileError(str(args.file), f"no valid record to import{detail}")
     pipeline = args.pipeline or default_pipeline_name(args.file)
-    store = HistoryStore(db_url(args.db))
+    store = HistoryStore(history_url(args.db))
     try:
         summary = import_parsed(
             store, parsed, pipeline=pipeline, source=source, file=str(args.file)

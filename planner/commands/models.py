@@ -1,17 +1,26 @@
-"""``planner models [--pipeline P] [--models DIR] [--json]``: the trained models and which is live.
+"""``planner models [--pipeline P] [--models DIR] [--verify [--db URL]] [--json]``: the trained
+models and which is live.
 
 ``--json`` prints ``{"root": DIR, "models": [card + "pipeline", "id", "current"]}``,
 oldest first per pipeline; a model whose card cannot be read carries ``"error"``.
-``--verify`` runs the checks loading makes (sha256, library versions) and adds
-``"verified"`` (bool) and ``"problem"`` (the reason, or null) to each model.
+``--verify`` runs every check loading makes, against the history (``--db``, else
+``$PLANNER_DB``, else the state dir's file; a pipeline file as ``P`` gives its own
+history): the file's sha256 must equal the card's AND the digest recorded in the history
+when it was trained, and the library versions must match. It adds ``"history"`` (the
+URL, password hidden) to the document and ``"verified"`` (bool: the model is trusted and
+would be loaded) and ``"problem"`` (the reason, or null) to each model; the table says
+which models are trusted. Listing alone does not open the history.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from planner.commands.common import add_json_option, add_models_option, models_dir, print_json
+from planner.commands.common import add_db_option, add_json_option, add_models_option, print_json
+
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["register"]
 
@@ -22,40 +31,52 @@ def register(sub: Any) -> None:
         help="list the trained models and the live one",
         description="List the models in the registry, with their training data and scores.",
     )
-    parser.add_argument("--pipeline", metavar="NAME", help="only this pipeline's models")
+    parser.add_argument(
+        "--pipeline",
+        metavar="P",
+        help="only this pipeline's models (a name, or a pipeline file: then its history)",
+    )
     parser.add_argument(
         "--verify",
         action="store_true",
-        help="also check each file's sha256 and library versions against its card "
-        "(what loading checks); adds 'verified' and 'problem'",
+        help="also check each file against its card and the digest recorded in the history "
+        "(what loading checks); says which models are trusted; adds 'verified' and 'problem'",
     )
+    add_db_option(parser)
     add_models_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from planner.errors import ModelError
-    from planner.learning.registry import Registry
+    from planner.service import Instance, history_exists, resolve_target
+    from planner.service.training import list_models
 
-    root = models_dir(args.models)
-    registry = Registry(root)
-    entries = registry.list(args.pipeline)
-    if args.verify:
+    target = resolve_target(args.pipeline, db=args.db, models=args.models)
+    root = target.models_dir
+    history: str | None = None
+    if not args.verify:
+        entries = list_models(None, target.models_dir, target.name)
+    elif not history_exists(target.db_url):  # checking must not create a history
+        history = target.db_url
+        entries = list_models(None, target.models_dir, target.name)
         for entry in entries:
-            try:
-                registry.verify(entry["pipeline"], entry["id"])
-                entry.update(verified=True, problem=None)
-            except ModelError as exc:
-                entry.update(verified=False, problem=exc.what)
+            entry.update(verified=False, problem=f"no history at {history} to check against")
+    else:
+        with Instance.open(target) as instance:
+            history = instance.url
+            entries = list_models(instance, target.models_dir, target.name, verify=True)
     if args.json:
-        print_json({"root": str(root), "models": entries})
+        document: dict[str, Any] = {"root": str(root), "models": entries}
+        if history is not None:
+            document["history"] = history
+        print_json(document)
         return 0
-    _print_table(str(root), entries)
+    _print_table(str(root), entries, history=history)
     return 0
 
 
-def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
+def _print_table(root: str, entries: list[dict[str, Any]], *, history: str | None) -> None:
     from rich.table import Table
 
     from planner.commands.common import console as make_console
@@ -87,7 +108,7 @@ def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
             continue
         check = []
         if verified:
-            check = ["ok" if entry["verified"] else f"[red]{entry['problem']}[/]"]
+            check = ["trusted" if entry["verified"] else f"[red]{entry['problem']}[/]"]
         metrics = _model_metrics(entry.get("metrics"))
         table.add_row(
             *first,
@@ -101,6 +122,14 @@ def _print_table(root: str, entries: list[dict[str, Any]]) -> None:
             *check,
         )
     console.print(table)
+    if history is not None:
+        trusted = sum(1 for entry in entries if entry.get("verified"))
+        console.print(
+            f"{trusted} of {len(entries)} models trusted: digest recorded in the history {history}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
 
 
 def _model_metrics(metrics: Any) -> dict[str, Any]:

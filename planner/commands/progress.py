@@ -1,5 +1,6 @@
 """Progress displays of a run for the command line: a live table on a terminal, plain
-lines otherwise. Both are :class:`planner.execution.RunObserver` implementations."""
+lines otherwise. Both are :class:`planner.execution.RunObserver` implementations: they
+receive the run's typed events (:mod:`planner.execution.events`)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,36 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from planner.status import AttemptStatus
+
 if TYPE_CHECKING:
-    from planner.execution import RunResult, TaskKey
+    from planner.execution import RunEvent, RunStopping, TaskFinished, TaskRetrying
 
 __all__ = ["LiveProgress", "PlainProgress"]
 
 
-@dataclass
-class _StepProgress:
-    total: int = 0
-    done: int = 0
-    running: int = 0
-    failed: int = 0
-    skipped: int = 0
-    first_start: float | None = None
-    last_end: float | None = None
+def _failure(event: TaskFinished | TaskRetrying) -> str:
+    """``exit 75, network_error`` (what is known of a failed attempt)."""
+    parts = [f"exit {event.exit_code}"] if event.exit_code is not None else []
+    if event.error_class:
+        parts.append(event.error_class)
+    return ", ".join(parts)
+
+
+def _stopping(event: RunStopping) -> str:
+    from planner.execution import StopReason
+    from planner.units import format_duration
+
+    if event.reason is StopReason.FORCED:
+        return f"stopping: second signal, killing {event.running} running task(s) now"
+    why = "signal received" if event.reason is StopReason.SIGNAL else "the lease was lost"
+    grace = f"{event.grace_s:g}s" if event.grace_s < 60 else format_duration(event.grace_s)
+    wait = f"waiting up to {grace} for {event.running} running task(s)"
+    return f"stopping: {why}, {wait}" if event.running else f"stopping: {why}"
 
 
 class PlainProgress:
-    """One line per event, for logs and pipes."""
+    """One line per attempt that ended, for logs and pipes."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -35,23 +47,59 @@ class PlainProgress:
     def _line(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:7.1f}s] {text}", file=self.out, flush=True)
 
-    def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None:
-        self._line(f"run {run_id}: {sum(totals.values())} tasks, concurrency {concurrency}")
+    def on_event(self, event: RunEvent) -> None:
+        from planner.execution import (
+            RunFinished,
+            RunStarted,
+            RunStopping,
+            TaskFinished,
+            TaskRetrying,
+            TasksCancelled,
+            TaskSkipped,
+        )
 
-    def task_started(self, key: TaskKey, attempt: int) -> None:
-        pass
+        match event:
+            case RunStarted(run_id=run_id, totals=totals, concurrency=concurrency):
+                self._line(f"run {run_id}: {sum(totals.values())} tasks, concurrency {concurrency}")
+            case TaskRetrying():
+                self._line(
+                    f"{self._name(event.key.label, event.attempt)}: {event.status} "
+                    f"({_failure(event)}), retry {event.attempt + 1} in {event.delay_s:.1f}s"
+                )
+            case TaskFinished():
+                failed = event.status != AttemptStatus.SUCCEEDED
+                detail = f" ({_failure(event)})" if failed else ""
+                self._line(f"{self._name(event.key.label, event.attempt)}: {event.status}{detail}")
+            case TaskSkipped(key=key, reason=reason):
+                self._line(f"{key.label}: skipped ({reason})")
+            case TasksCancelled(keys=keys):
+                self._line(f"cancelled {len(keys)} task(s) that had not started")
+            case RunStopping():
+                self._line(_stopping(event))
+            case RunFinished(result=result):
+                self._line(f"run {result.run_id}: {result.status}")
 
-    def task_finished(self, key: TaskKey, attempt: int, status: str, note: str) -> None:
-        extra = f" ({note})" if note else ""
-        retry = f" attempt {attempt}" if attempt > 1 else ""
-        self._line(f"{key.label}{retry}: {status}{extra}")
+    @staticmethod
+    def _name(label: str, attempt: int) -> str:
+        return f"{label} attempt {attempt}" if attempt > 1 else label
 
-    def run_finished(self, result: RunResult) -> None:
-        self._line(f"run {result.run_id}: {result.status}")
+
+@dataclass
+class _StepProgress:
+    total: int = 0
+    done: int = 0
+    running: int = 0
+    failed: int = 0
+    retries: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    first_start: float | None = None
+    last_end: float | None = None
 
 
 class LiveProgress:
-    """A live rich table: per step, tasks done of total, running, failed, elapsed."""
+    """A live rich table: per step, tasks done of total, running, retries, failed,
+    skipped, cancelled, elapsed; lines above it when the run stops early."""
 
     def __init__(self) -> None:
         from rich.live import Live
@@ -77,7 +125,8 @@ class LiveProgress:
 
         now = time.monotonic()
         table = Table(title=f"run {self.run_id}  {format_duration(now - self.t0)}")
-        for column in ("step", "done", "running", "failed", "skipped", "elapsed"):
+        columns = ("step", "done", "running", "retries", "failed", "skipped", "cancelled")
+        for column in (*columns, "elapsed"):
             table.add_column(column, justify="left" if column == "step" else "right")
         for step, p in self.steps.items():
             elapsed = ""
@@ -86,11 +135,74 @@ class LiveProgress:
                 elapsed = format_duration(end - p.first_start)
             failed = f"[red]{p.failed}[/red]" if p.failed else "0"
             table.add_row(
-                escape(step), f"{p.done}/{p.total}", str(p.running), failed, str(p.skipped), elapsed
+                escape(step),
+                f"{p.done}/{p.total}",
+                str(p.running),
+                str(p.retries),
+                failed,
+                str(p.skipped),
+                str(p.cancelled),
+                elapsed,
             )
         return table
 
-    def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None:
+    def on_event(self, event: RunEvent) -> None:
+        from planner.execution import (
+            RunFinished,
+            RunStarted,
+            RunStopping,
+            TaskFinished,
+            TaskRetrying,
+            TasksCancelled,
+            TaskSkipped,
+            TaskStarted,
+        )
+
+        now = time.monotonic()
+        match event:
+            case RunStarted():
+                self._start(event.run_id, event.totals)
+            case TaskStarted(key=key):
+                p = self.steps[key.step]
+                p.running += 1
+                if p.first_start is None:
+                    p.first_start = now
+            case TaskRetrying(key=key):
+                p = self.steps[key.step]
+                p.running = max(0, p.running - 1)
+                p.retries += 1
+                p.last_end = now
+            case TaskFinished(key=key, status=status):
+                p = self.steps[key.step]
+                p.running = max(0, p.running - 1)
+                p.last_end = now
+                p.done += 1
+                if status == AttemptStatus.CANCELLED:
+                    p.cancelled += 1
+                elif status != AttemptStatus.SUCCEEDED:
+                    p.failed += 1
+            case TaskSkipped(key=key):
+                p = self.steps[key.step]
+                p.done += 1
+                p.skipped += 1
+            case TasksCancelled(keys=keys):
+                for key in keys:
+                    p = self.steps[key.step]
+                    p.done += 1
+                    p.cancelled += 1
+                self._say(f"cancelled {len(keys)} task(s) that had not started")
+            case RunStopping():
+                self._say(_stopping(event))
+            case RunFinished():
+                self.close()
+
+    def _say(self, text: str) -> None:
+        """A line above the table (it stays when the table is redrawn)."""
+        from rich.markup import escape
+
+        self.live.console.print(escape(text))
+
+    def _start(self, run_id: str, totals: Mapping[str, int]) -> None:
         self.run_id = run_id
         self.steps = {s: _StepProgress(total=n) for s, n in totals.items()}
         self.t0 = time.monotonic()
@@ -99,28 +211,6 @@ class LiveProgress:
         with stop_signals_blocked():  # rich's refresh thread must not take our signals
             self.live.start()
         self._started = True
-
-    def task_started(self, key: TaskKey, attempt: int) -> None:
-        p = self.steps[key.step]
-        p.running += 1
-        if p.first_start is None:
-            p.first_start = time.monotonic()
-
-    def task_finished(self, key: TaskKey, attempt: int, status: str, note: str) -> None:
-        p = self.steps[key.step]
-        if status not in ("skipped",) and not (status == "cancelled" and note == "not started"):
-            p.running = max(0, p.running - 1)
-        p.last_end = time.monotonic()
-        if note.startswith("retry"):
-            return
-        p.done += 1
-        if status == "skipped":
-            p.skipped += 1
-        elif status != "succeeded":
-            p.failed += 1
-
-    def run_finished(self, result: RunResult) -> None:
-        self.close()
 
     def close(self) -> None:
         if self._started:

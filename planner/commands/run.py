@@ -11,19 +11,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from planner.commands.common import (
     add_db_option,
     add_json_option,
+    add_models_option,
     add_selection_options,
     positive_int,
     print_json,
     split_list,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["register"]
 
@@ -61,6 +59,7 @@ def register(sub: Any) -> None:
         "--quiet", action="store_true", help="no progress output, only the final summary"
     )
     add_db_option(parser)
+    add_models_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
 
@@ -79,10 +78,13 @@ def _duration(text: str) -> float:
 
 def handle(args: argparse.Namespace) -> int:
     from planner.commands.progress import LiveProgress, PlainProgress
-    from planner.commands.runs import print_show, show_document
+    from planner.commands.runs import print_show
     from planner.config import load_pipeline
-    from planner.execution import Runner, RunRequest, handle_signals
-    from planner.history import HistoryStore
+    from planner.execution import RunRequest, handle_signals
+    from planner.service import Instance
+    from planner.service.running import prepare_run
+    from planner.service.views import show_document
+    from planner.units import format_duration
 
     pipeline = load_pipeline(args.pipeline)
     request = RunRequest(
@@ -96,35 +98,56 @@ def handle(args: argparse.Namespace) -> int:
     observer: LiveProgress | PlainProgress | None = None
     if not (args.json or args.quiet):
         observer = LiveProgress() if sys.stdout.isatty() else PlainProgress(sys.stdout)
-    store = HistoryStore.for_pipeline(pipeline, args.db)
-    try:
-        runner = Runner(pipeline, store, request, observer=observer)
-        with handle_signals(runner):
-            result = runner.run()
-        # The table of every attempt is printed only with --json or --quiet.
-        document = show_document(store, result.run_id) if args.json or args.quiet else None
-    finally:
-        if isinstance(observer, LiveProgress):
-            observer.close()
-        store.close()
-    if document is not None and args.json:
+    with Instance.for_pipeline(pipeline, db=args.db, models=args.models) as instance:
+        try:
+            session = prepare_run(instance, pipeline, request, observer=observer)
+            for note in session.notes:  # stderr: stdout carries only the document with --json
+                print(f"planner: note: {note}", file=sys.stderr)
+            plan = session.plan
+            if not args.json:
+                print(
+                    f"plan: predicted {format_duration(plan.run.predicted_s)} (bound "
+                    f"{format_duration(plan.run.bound_s)}) for {len(plan.tasks)} task(s) at "
+                    f"concurrency {plan.concurrency}, longest first",
+                    flush=True,
+                )
+            with handle_signals(session.runner):
+                result = session.execute().result
+        finally:
+            if isinstance(observer, LiveProgress):
+                observer.close()
+        document = show_document(instance.store, result.run_id)
+    if args.json:
         print_json(document)
-    else:
-        if document is not None:
-            print_show(document)
-        logs = pipeline.state_dir / "logs" / result.run_id
-        print(f"run {result.run_id}: {result.status} ({_counts(result.counts)})")
-        if result.takeover is not None and result.takeover.run_id:
-            print(
-                f"took over from run {result.takeover.run_id} ({result.takeover.reason}): "
-                f"marked abandoned, {result.takeover.interrupted} task(s) interrupted, "
-                f"{result.takeover.groups_stopped} process group(s) stopped"
-            )
-        if result.lease_lost:
-            print("the lease was lost to another run (database unreachable or too slow?): stopped")
-        print(f"logs: {logs}")
-        print(f"history: {store.url}  (planner show {result.run_id})")
+        return result.exit_code
+    if args.quiet:
+        print_show(document, failures_only=True)
+    run = document["run"]
+    versus = ""
+    if run["predicted_s"] is not None and run["duration_s"] is not None:
+        versus = (
+            f" in {format_duration(run['duration_s'])} (predicted "
+            f"{format_duration(run['predicted_s'])}, bound {format_duration(run['bound_s'])})"
+        )
+    print(f"run {result.run_id}: {result.status}{versus}: {_counts(result.counts)}")
+    if result.takeover is not None and result.takeover.run_id:
+        print(
+            f"took over from run {result.takeover.run_id} ({result.takeover.reason}): "
+            f"marked abandoned, {result.takeover.interrupted} task(s) interrupted, "
+            f"{result.takeover.groups_stopped} process group(s) stopped"
+        )
+    if result.lease_lost:
+        print("the lease was lost to another run (database unreachable or too slow?): stopped")
+    print(f"logs: {pipeline.state_dir / 'logs' / result.run_id}")
+    print(f"details: planner show {result.run_id} --pipeline {args.pipeline}")
+    if result.status != "succeeded" and _unfinished(result.counts):
+        print(f"resume: planner run {args.pipeline} --resume {result.run_id}")
     return result.exit_code
+
+
+def _unfinished(counts: Mapping[str, int]) -> bool:
+    """Whether a resume would run anything (some task did not succeed)."""
+    return any(n and status != "succeeded" for status, n in counts.items())
 
 
 def _counts(counts: Mapping[str, int]) -> str:

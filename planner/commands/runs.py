@@ -1,28 +1,16 @@
 """``planner runs`` lists runs; ``planner show RUN_ID`` shows one run's attempts.
 
-JSON shapes (times ISO 8601 with offset)::
-
-    {"runs": [{"run_id", "pipeline", "status", "started_at", "finished_at", "duration_s",
-               "tasks": {status: count}}]}
-    {"run": {...as above...}, "attempts": [{"step", "account", "attempt", "status",
-     "started_at", "finished_at", "duration_s", "exit_code", "error_class", "peak_rss_mb",
-     "cpu_s"}]}
+The JSON documents are those of :mod:`planner.service.views`.
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from planner.commands.common import add_db_option, add_json_option, db_url, print_json
-from planner.errors import UsageError
+from planner.commands.common import add_db_option, add_json_option, print_json
 
-if TYPE_CHECKING:
-    from planner.history import AttemptRecord, HistoryStore, RunRecord
-
-__all__ = ["print_show", "register", "run_summary", "show_document"]
+__all__ = ["print_show", "register"]
 
 
 def register(sub: Any) -> None:
@@ -55,98 +43,44 @@ def register(sub: Any) -> None:
     show.set_defaults(handler=handle_show)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _round(value: float | None, digits: int = 3) -> float | None:
-    return round(value, digits) if value is not None else None
-
-
-def run_summary(record: RunRecord, counts: dict[str, int]) -> dict[str, Any]:
-    """One run as in ``planner runs --json``."""
-    return {
-        "run_id": record.run_id,
-        "pipeline": record.pipeline,
-        "status": record.status,
-        "started_at": _iso(record.started_at),
-        "finished_at": _iso(record.finished_at),
-        "duration_s": _round(record.duration_s),
-        "tasks": dict(sorted(counts.items())),
-    }
-
-
-def _attempt(a: AttemptRecord) -> dict[str, Any]:
-    return {
-        "step": a.step,
-        "account": a.account,
-        "attempt": a.attempt,
-        "status": a.status,
-        "started_at": _iso(a.started_at),
-        "finished_at": _iso(a.finished_at),
-        "duration_s": _round(a.duration_s),
-        "exit_code": a.exit_code,
-        "error_class": a.error_class,
-        "peak_rss_mb": _round(a.peak_rss_mb, 2),
-        "cpu_s": _round(a.cpu_s),
-    }
-
-
-def show_document(store: HistoryStore, run_id: str, *, notes: bool = False) -> dict[str, Any]:
-    """The ``planner show --json`` document of ``run_id`` (``UsageError`` when unknown).
-
-    ``notes`` adds each attempt's reason (retry, skip, stop) as ``note``, for the table.
-    """
-    record = store.get_run(run_id)
-    if record is None:
-        raise UsageError(run_id, f"no such run in {store.url}")
-    from planner.history.records import task_counts
-
-    records = store.attempts_for_run(run_id)
-    attempts = []
-    for a in records:
-        row = _attempt(a)
-        if notes:
-            row["note"] = a.reason or ""
-        attempts.append(row)
-    return {"run": run_summary(record, task_counts(records)), "attempts": attempts}
-
-
-def _open_store(db: str | None, pipeline_arg: str | None) -> tuple[HistoryStore, str | None]:
-    """The store to read and the pipeline name to filter on."""
-    from planner.config.loader import SUFFIXES
-    from planner.history import HistoryStore
-
-    if pipeline_arg and Path(pipeline_arg).suffix.lower() in SUFFIXES:
-        from planner.config import load_pipeline
-
-        pipeline = load_pipeline(pipeline_arg)
-        return HistoryStore.for_pipeline(pipeline, db), pipeline.name
-    return HistoryStore(db_url(db)), pipeline_arg
-
-
 def handle_runs(args: argparse.Namespace) -> int:
-    store, name = _open_store(args.db, args.pipeline)
-    try:
-        records = store.list_runs(name, limit=args.limit)
-        counts = store.runs_task_counts([r.run_id for r in records])
-        rows = [run_summary(r, counts.get(r.run_id, {})) for r in records]
-    finally:
-        store.close()
-    if args.json:
-        print_json({"runs": rows})
+    from planner.service import Instance, history_exists, resolve_target
+    from planner.service.views import runs_document
+
+    target = resolve_target(args.pipeline, db=args.db)
+    if not history_exists(target.db_url):  # reading must not create a database
+        if args.json:
+            print_json({"runs": []})
+        else:
+            print(
+                f"no history at {target.db_url.removeprefix('sqlite:///')}: run a pipeline "
+                "first (planner run PIPELINE), or name one with --pipeline FILE or --db URL"
+            )
         return 0
+    with Instance.open(target) as instance:
+        document = runs_document(instance.store, target.name, limit=args.limit)
+    if args.json:
+        print_json(document)
+        return 0
+    _print_runs(instance.url, document["runs"])
+    return 0
+
+
+def _print_runs(url: str, rows: list[dict[str, Any]]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
     from planner.commands.common import console as make_console
     from planner.units import format_duration
 
-    table = Table(title=escape(f"runs in {store.url}"), title_justify="left")
-    for column in ("run", "pipeline", "status", "started", "duration", "tasks"):
+    if not rows:
+        make_console().print(escape(f"no runs yet in {url}"))
+        return
+    table = Table(title=escape(f"runs in {url}"), title_justify="left")
+    for column in ("run", "pipeline", "status", "started", "duration", "predicted", "tasks"):
         table.add_column(
             column,
-            justify="right" if column == "duration" else "left",
+            justify="right" if column in ("duration", "predicted") else "left",
             no_wrap=column in ("run", "started", "status"),
         )
     for row in rows:
@@ -158,18 +92,32 @@ def handle_runs(args: argparse.Namespace) -> int:
             _styled(row["status"]),
             (row["started_at"] or "")[:19].replace("T", " "),
             format_duration(duration) if duration is not None else "running",
+            _predicted(row),
             tasks,
         )
-    make_console().print(table if rows else "no runs yet")
-    return 0
+    make_console().print(table)
+
+
+def _predicted(row: dict[str, Any]) -> str:
+    """``predicted (bound)`` of a run, or ``-`` without a stored plan."""
+    from planner.units import format_duration
+
+    if row["predicted_s"] is None:
+        return "-"
+    return f"{format_duration(row['predicted_s'])} ({format_duration(row['bound_s'])})"
 
 
 def handle_show(args: argparse.Namespace) -> int:
-    store, _ = _open_store(args.db, args.pipeline)
-    try:
-        document = show_document(store, args.run_id, notes=not args.json)
-    finally:
-        store.close()
+    from planner.service import Instance, history_exists, resolve_target
+    from planner.service.views import show_document
+
+    target = resolve_target(args.pipeline, db=args.db)
+    if not history_exists(target.db_url):
+        from planner.errors import UsageError
+
+        raise UsageError(args.run_id, f"no history at {target.db_url}")
+    with Instance.open(target) as instance:
+        document = show_document(instance.store, args.run_id, notes=not args.json)
     if args.json:
         print_json(document)
         return 0
@@ -191,8 +139,10 @@ def _styled(status: str) -> str:
     return f"[{colour}]{status}[/{colour}]" if colour else status
 
 
-def print_show(document: dict[str, Any]) -> None:
-    """A run and its attempts as rich tables."""
+def print_show(document: dict[str, Any], *, failures_only: bool = False) -> None:
+    """A run and its attempts as a table, then the stderr tail of each failed attempt.
+
+    ``failures_only``: list only the attempts that did not succeed (after a run)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -203,19 +153,31 @@ def print_show(document: dict[str, Any]) -> None:
     console = make_console()
     duration = run["duration_s"]
     tasks = ", ".join(f"{k} {v}" for k, v in run["tasks"].items())
+    versus = ""
+    if run.get("predicted_s") is not None:
+        versus = (
+            f" against predicted {format_duration(run['predicted_s'])}"
+            f" (bound {format_duration(run['bound_s'])})"
+        )
     console.print(
         f"run [bold]{run['run_id']}[/bold] of {escape(run['pipeline'])}: {_styled(run['status'])}, "
-        f"{format_duration(duration) if duration is not None else 'running'} ({tasks})"
+        f"{format_duration(duration) if duration is not None else 'running'}{versus}, "
+        f"concurrency {run.get('concurrency') or '?'} ({tasks})"
     )
+    attempts = document["attempts"]
+    if failures_only:
+        attempts = [a for a in attempts if a["status"] != "succeeded"]
+        if not attempts:
+            return
     table = Table()
     for column in ("step", "account", "try", "status", "started", "duration", "exit"):
         table.add_column(column, no_wrap=column in ("status", "started", "duration"))
     for column in ("class", "peak MB", "cpu s"):
         table.add_column(column, justify="right")
-    with_notes = any(a.get("note") for a in document["attempts"])
+    with_notes = any(a.get("note") for a in attempts)
     if with_notes:
         table.add_column("note")
-    for a in document["attempts"]:
+    for a in attempts:
         cells = [
             escape(a["step"]),
             escape(a["account"] or ""),
@@ -232,3 +194,10 @@ def print_show(document: dict[str, Any]) -> None:
             cells.append(escape(a.get("note") or ""))
         table.add_row(*cells)
     console.print(table)
+    for a in attempts:
+        tail = (a.get("stderr_tail") or "").strip()
+        if tail:
+            label = f"{a['step']}[{a['account']}]" if a["account"] else a["step"]
+            console.print(f"[bold]{escape(label)} attempt {a['attempt']}[/bold] stderr (end):")
+            lines = tail.splitlines()[-8:]
+            console.print("\n".join(f"  {escape(line)}" for line in lines), highlight=False)

@@ -5,35 +5,21 @@ replayed at a cadence (``--cadence 24h``, ``auto`` = each series' median gap, ``
 to back) under four policies: fixed, average of the last 10 x 1.2, planner's calibrated
 bound, and the oracle. See :mod:`planner.planning.simulate` for the exact rules.
 
-Planner's bounds come from its real predictor machinery run causally
-(:func:`planner.learning.online.causal_bounds`): the duration model is fitted on the first
-``--train-fraction`` of the occurrences (in start order, those finished by the split) and
-each later occurrence gets the bound issued at its recorded start, the online calibration
-fed only with occurrences finished by then. Every policy is scored on the same later part.
+The replay is the use case :func:`planner.service.simulation.run_simulation`.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from planner.commands.common import add_db_option, add_json_option, print_json
+from planner.defaults import SIMULATION_REFITS as REFITS
+from planner.defaults import SIMULATION_TRAIN_FRACTION as TRAIN_FRACTION
 from planner.errors import UsageError
 
-if TYPE_CHECKING:
-    from planner.planning.simulate import Series, SimulationResult
-
-__all__ = ["REFITS", "TRAIN_FRACTION", "planner_bounds", "register", "run_simulation"]
-
-#: Default share of the occurrences (in start order) that trains planner's model.
-TRAIN_FRACTION = 0.3
-#: Default number of fits of planner's model along the scored part (a periodic retraining;
-#: 1 is the fast path: about 6 s on the 28,000 KTH jobs, 4 about 30 s).
-REFITS = 4
-
-_FILE_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+__all__ = ["register"]
 
 
 def register(sub: Any) -> None:
@@ -92,19 +78,24 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from planner.history import HistoryStore, history_url
+    from planner.defaults import QUANTILE
+    from planner.history import HistoryStore
     from planner.planning.simulate import series_from_frame, simulation_to_json
+    from planner.service import resolve_target
+    from planner.service.simulation import run_simulation
 
-    name, state_dir, file_cadence, file_quantile = _target(args.pipeline)
-    cadence = _cadence(args.cadence, file_cadence)
-    quantile = args.quantile if args.quantile is not None else file_quantile
+    target = resolve_target(args.pipeline, db=args.db)
+    name = target.name or args.pipeline
+    schedule = target.pipeline.schedule if target.pipeline is not None else None
+    cadence = _cadence(args.cadence, schedule.cadence if schedule else None)
+    quantile = args.quantile if args.quantile is not None else (target.quantile or QUANTILE)
     if not 0 < quantile < 1:
         raise UsageError("--quantile", f"must be between 0 and 1, got {quantile:g}")
     if not 0 <= args.train_fraction < 1:
         raise UsageError("--train-fraction", f"must be in [0, 1), got {args.train_fraction:g}")
     if args.refits < 1:
         raise UsageError("--refits", f"must be >= 1, got {args.refits}")
-    url = history_url(args.db, state_dir)
+    url = target.db_url
     with HistoryStore(url) as store:
         frame = store.attempts_frame(pipeline=name)
     series = series_from_frame(frame, args.by)
@@ -122,47 +113,6 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     _print_result(name, args.by, cadence, result)
     return 0
-
-
-def run_simulation(
-    series: list[Series],
-    cadence: float | str,
-    *,
-    quantile: float = 0.95,
-    train_fraction: float = TRAIN_FRACTION,
-    refits: int = REFITS,
-    min_margin: float = 0.0,
-    bounds: list[Any] | None = None,
-) -> SimulationResult:
-    """Planner's causal bounds (unless given), then the four policies on the same part."""
-    from planner.planning.simulate import simulate, split_time
-
-    start = split_time(series, train_fraction)
-    if bounds is None:
-        bounds = planner_bounds(series, start, quantile=quantile, refits=refits)
-    return simulate(series, cadence, bounds=bounds, simulated_from=start, min_margin=min_margin)
-
-
-def planner_bounds(
-    series: list[Series], start: float, *, quantile: float = 0.95, refits: int = REFITS
-) -> list[Any]:
-    """Per series, the bound planner issues at each run's start (NaN before ``start``)."""
-    from planner.learning.online import causal_bounds
-    from planner.planning.simulate import occurrence_frame, split_bounds
-
-    frame = occurrence_frame(series)
-    return split_bounds(series, causal_bounds(frame, start, quantile=quantile, refits=refits))
-
-
-def _target(value: str) -> tuple[str, Path | None, float | None, float]:
-    """Name, state dir, cadence and quantile of ``--pipeline`` (a name or a file)."""
-    if value.lower().endswith(_FILE_SUFFIXES) and Path(value).is_file():
-        from planner.config import load_pipeline
-
-        pipeline = load_pipeline(value)
-        schedule = pipeline.schedule
-        return pipeline.name, pipeline.state_dir, schedule.cadence, schedule.quantile
-    return value, None, None, 0.95
 
 
 def _cadence(text: str | None, default: float | None) -> float | str:

@@ -5,8 +5,9 @@
 and its ``schedule.quantile`` are used); without it every pipeline of the history is
 trained, one after the other. The table compares the model with the grouped last-2 and
 last-10 means and the flat ``last10 x 1.2`` rule on the last ``F`` of the attempts by
-start time; the new model is saved, and made current unless the current model is better
-on the recent holdout (the output says which one is live).
+start time; the new model is saved, its digest recorded in the history (only models
+recorded there are loaded), and made current unless the current model is better on the
+recent holdout (the output says which one is live).
 
 ``--json`` prints, per pipeline::
 
@@ -25,15 +26,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planner.commands.common import (
     add_db_option,
     add_json_option,
     add_models_option,
-    db_url,
-    models_dir,
     print_json,
 )
 from planner.errors import UsageError
@@ -80,49 +78,21 @@ def register(sub: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from planner.config.loader import SUFFIXES
-    from planner.history import HistoryStore
-    from planner.learning.registry import Registry
-    from planner.learning.training import train_pipeline
+    from planner.service import Instance, history_exists, resolve_target
+    from planner.service.training import train
 
-    if not 0.0 < args.holdout < 1.0:
-        raise UsageError("--holdout", f"must be a fraction in (0, 1), got {args.holdout}")
-    quantile = args.quantile
-    name = args.pipeline
-    if name and Path(name).suffix.lower() in SUFFIXES:
-        from planner.config import load_pipeline
+    target = resolve_target(args.pipeline, db=args.db, models=args.models)
+    quantile = args.quantile if args.quantile is not None else target.quantile
+    if not history_exists(target.db_url):
+        raise UsageError(target.db_url, "no history to train on (run a pipeline first)")
+    with Instance.open(target) as instance:
+        # the history is the registry's ledger: each saved model's digest is recorded
+        # there, and only recorded models are loaded later
+        results = train(instance, target.name, holdout=args.holdout, quantile=quantile)
+    if quantile is None:
+        from planner.defaults import QUANTILE
 
-        pipeline = load_pipeline(name)
-        store = HistoryStore.for_pipeline(pipeline, args.db)
-        name = pipeline.name
-        if quantile is None:
-            quantile = pipeline.schedule.quantile
-    else:
-        store = HistoryStore(db_url(args.db))
-    quantile = 0.95 if quantile is None else quantile
-    if not 0.0 < quantile < 1.0:
-        raise UsageError("--quantile", f"must be in (0, 1), got {quantile}")
-    registry = Registry(models_dir(args.models))
-    results: list[TrainingResult] = []
-    try:
-        frame = store.attempts_frame(name)
-        if frame.empty:
-            where = f"pipeline {name!r}" if name else store.url
-            raise UsageError(where, "no attempts in the history to train on")
-        names = [name] if name else sorted(frame["pipeline"].dropna().unique().tolist())
-        for pipeline_name in names:
-            part = frame if name else frame[frame["pipeline"] == pipeline_name]
-            results.append(
-                train_pipeline(
-                    part.reset_index(drop=True),
-                    pipeline=str(pipeline_name),
-                    registry=registry,
-                    holdout=args.holdout,
-                    quantile=quantile,
-                )
-            )
-    finally:
-        store.close()
+        quantile = QUANTILE
     if args.json:
         docs = [r.as_json() for r in results]
         print_json(docs[0] if len(docs) == 1 else docs)

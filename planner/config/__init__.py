@@ -4,6 +4,7 @@ from planner.config.loader import check_pipeline_file, load_pipeline, parse_pipe
 from planner.config.models import (
     Alerts,
     AlertSink,
+    AutoTimeout,
     Concurrency,
     Pipeline,
     RetryAction,
@@ -12,11 +13,12 @@ from planner.config.models import (
     Schedule,
     Step,
 )
-from planner.config.selection import dependency_map, execution_order, select_steps
+from planner.config.selection import dependency_map, select_steps
 
 __all__ = [
     "AlertSink",
     "Alerts",
+    "AutoTimeout",
     "Concurrency",
     "Pipeline",
     "RetryAction",
@@ -26,7 +28,6 @@ __all__ = [
     "Step",
     "check_pipeline_file",
     "dependency_map",
-    "execution_order",
     "load_pipeline",
     "parse_pipeline",
     "select_steps",

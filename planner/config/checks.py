@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from planner import defaults
 from planner.config.models import BUILTIN_PLACEHOLDERS, KNOWN_ERROR_CLASSES, one_or_many
 from planner.errors import ConfigIssue
 from planner.graph import find_cycle
@@ -109,6 +110,8 @@ def _text(value: object) -> str:
 
 
 def _check_accounts(raw: Mapping[str, Any], base_dir: Path, issues: list[ConfigIssue]) -> bool:
+    """Check ``accounts`` / ``accounts_file``; ``True`` when per-account steps have accounts,
+    or when the accounts file is the problem (already reported once, at ``accounts_file``)."""
     accounts = raw.get("accounts")
     accounts_file = raw.get("accounts_file")
     if accounts is not None and accounts_file is not None:
@@ -128,14 +131,19 @@ def _check_accounts(raw: Mapping[str, Any], base_dir: Path, issues: list[ConfigI
             else:
                 seen[key] = index
         has = bool(accounts)
-    if isinstance(accounts_file, str) and accounts_file:
+    if isinstance(accounts_file, str) and not accounts_file.strip():
+        issues.append(ConfigIssue("accounts_file", "empty path: name the accounts file"))
+        has = True
+    elif isinstance(accounts_file, str):
         path = Path(accounts_file).expanduser()
         path = path if path.is_absolute() else base_dir / path
         found, file_issues = read_accounts_file(path)
         issues.extend(file_issues)
         if not found and not file_issues:
             issues.append(ConfigIssue("accounts_file", f"no accounts in {path}"))
-        has = has or bool(found)
+        has = True  # found, or the file's problem is reported above
+    elif accounts_file is not None:
+        has = True  # not a path: the model reports it at accounts_file
     return has
 
 
@@ -274,7 +282,8 @@ def _check_schedule(schedule: object, issues: list[ConfigIssue]) -> None:
 def _check_alerts(alerts: object, issues: list[ConfigIssue]) -> None:
     if not isinstance(alerts, Mapping):
         return
-    warning, critical = alerts.get("warning", 0.8), alerts.get("critical", 1.0)
+    warning = alerts.get("warning", defaults.ALERT_WARNING)
+    critical = alerts.get("critical", defaults.ALERT_CRITICAL)
     if (
         isinstance(warning, int | float)
         and isinstance(critical, int | float)

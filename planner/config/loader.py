@@ -96,18 +96,32 @@ def _parse_text(file: Path, text: str, fmt: str) -> object:
     try:
         return yaml.load(text, Loader=_yaml_loader())
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = exc.problem or exc.context or "syntax error"
-        raise fail(f"invalid YAML{where}: {problem}") from None
+        raise fail(f"invalid YAML{_yaml_where(exc)}") from None
     except yaml.YAMLError as exc:
         raise fail(f"invalid YAML: {exc}") from None
 
 
+def _yaml_where(exc: Any) -> str:
+    """`` at line L, column C: <problem>`` from a ``yaml.MarkedYAMLError``, 1-based like an
+    editor, plus where the construct it was reading began when that is elsewhere: an
+    unclosed quote or bracket is found only at the end of the file, lines further down."""
+
+    def at(mark: Any) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    problem, context = exc.problem_mark, exc.context_mark
+    if problem is None and context is None:
+        return f": {exc.problem or exc.context or 'syntax error'}"
+    if problem is None:
+        return f" at {at(context)}: {exc.context or 'syntax error'}"
+    text = f" at {at(problem)}: {exc.problem or 'syntax error'}"
+    if context is not None and (context.line, context.column) != (problem.line, problem.column):
+        text += f" ({exc.context or 'in the construct'} at {at(context)})"
+    return text
+
+
 def _yaml_loader() -> Any:
     """A SafeLoader where only true/false are booleans: ``on:`` stays the key "on"."""
-    import re
-
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -168,13 +182,18 @@ def _resolved(pipeline: Pipeline, base_dir: Path, source: Path | None) -> Pipeli
     return pipeline.model_copy(update=update)
 
 
-_FIELD_NAMES_CACHE: dict[str, list[str]] = {}
-
-
 def _pydantic_issues(exc: ValidationError) -> list[ConfigIssue]:
+    errors = [
+        ([p for p in error["loc"] if not _is_union_tag(p)], error)
+        for error in exc.errors(include_url=False)
+    ]
+    # A union (``command: list | str``) reports every branch: when one branch got inside
+    # the value, "should be a valid string" about the value itself is noise.
+    deeper = {tuple(parts[:i]) for parts, _ in errors for i in range(len(parts))}
     grouped: dict[str, list[str]] = {}
-    for error in exc.errors(include_url=False):
-        loc_parts = [p for p in error["loc"] if not _is_union_tag(p)]
+    for loc_parts, error in errors:
+        if str(error["type"]).endswith("_type") and tuple(loc_parts) in deeper:
+            continue
         loc = format_loc(loc_parts)
         msg = _message(error, loc_parts)
         grouped.setdefault(loc, [])
@@ -217,6 +236,8 @@ def _message(error: Any, loc_parts: list[Any]) -> str:
         return msg.removeprefix("Value error, ")
     if kind in {"literal_error"} or isinstance(value, dict | list):
         return msg
+    if ", got " in msg:  # "..., got a number with a fractional part"
+        return f"{msg}: {value!r}"
     return f"{msg}, got {value!r}"
 
 
@@ -231,6 +252,7 @@ def _suggest(key: str, parent: list[Any]) -> str | None:
         models.Concurrency,
         models.Alerts,
         models.AlertSink,
+        models.AutoTimeout,
         models.RetryPolicy,
         models.RetryAction,
         models.RetryRule,

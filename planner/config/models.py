@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
 )
 
+from planner import defaults
 from planner.units import parse_duration, parse_size
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "KNOWN_ERROR_CLASSES",
     "AlertSink",
     "Alerts",
+    "AutoTimeout",
     "Concurrency",
     "Pipeline",
     "RetryAction",
@@ -63,6 +65,13 @@ def _positive_size(value: object) -> int:
     return size
 
 
+def _not_bool(value: object) -> object:
+    """A number field refuses ``true``/``false`` (pydantic would read them as 1 and 0)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got {value!r}")
+    return value
+
+
 def _id_text(value: object) -> object:
     """Step ids are strings; a bare YAML number (``id: 1``) is taken as its text."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -89,8 +98,11 @@ def _env_text(value: object) -> object:
 
 
 def _arg_text(value: object) -> object:
-    """A bare number in a command list (``[sleep, 5]``) is taken as its text."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """A bare number or boolean in a command list (``[sleep, 5]``, ``[true]``) is taken as
+    its text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
         return str(value)
     return value
 
@@ -197,8 +209,8 @@ class Schedule(_Frozen):
     cron: str | None = None
     timezone: str = "UTC"
     policy: Literal["fixed", "predicted"] = "predicted"
-    quantile: float = Field(default=0.95, gt=0, lt=1)
-    min_margin: float = Field(default=0.1, ge=0)
+    quantile: float = Field(default=defaults.QUANTILE, gt=0, lt=1)
+    min_margin: float = Field(default=defaults.MIN_MARGIN, ge=0)
     max_interval: Duration | None = None
 
     @field_validator("cron")
@@ -250,9 +262,23 @@ class AlertSink(_Frozen):
 class Alerts(_Frozen):
     """Alert thresholds as fractions of the predicted upper bound, and the sinks."""
 
-    warning: float = Field(default=0.8, gt=0)
-    critical: float = Field(default=1.0, gt=0)
+    warning: float = Field(default=defaults.ALERT_WARNING, gt=0)
+    critical: float = Field(default=defaults.ALERT_CRITICAL, gt=0)
     sinks: tuple[AlertSink, ...] = ()
+
+
+class AutoTimeout(_Frozen):
+    """What ``timeout: auto`` means for a task: its calibrated upper bound x ``factor``,
+    and never less than ``floor`` seconds."""
+
+    factor: Annotated[float, BeforeValidator(_not_bool)] = Field(
+        default=defaults.AUTO_TIMEOUT_FACTOR, ge=1, allow_inf_nan=False
+    )
+    floor: Duration = defaults.AUTO_TIMEOUT_FLOOR_S
+
+    def seconds(self, bound_s: float) -> float:
+        """The timeout for a task whose upper bound is ``bound_s`` seconds."""
+        return max(bound_s * self.factor, self.floor)
 
 
 class Pipeline(_Frozen):
@@ -262,15 +288,25 @@ class Pipeline(_Frozen):
     description: str | None = None
     accounts: tuple[Account, ...] | None = None
     accounts_file: Path | None = None
-    state_dir: Path = Path(".planner")
-    lease_ttl: Duration = 60.0
+    state_dir: Path = Path(defaults.STATE_DIR)
+    lease_ttl: Duration = defaults.LEASE_TTL_S
     schedule: Schedule = Field(default_factory=Schedule)
     concurrency: Concurrency = Field(default_factory=Concurrency)
     retry_policies: dict[str, RetryPolicy] = Field(default_factory=dict)
     alerts: Alerts = Field(default_factory=Alerts)
-    steps: tuple[Step, ...] = Field(min_length=1)
+    auto_timeout: AutoTimeout = Field(default_factory=AutoTimeout)
+    steps: tuple[Step, ...]
     #: Where the pipeline was read from (set by the loader, not by the file).
     source: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("steps")
+    @classmethod
+    def _has_steps(cls, steps: tuple[Step, ...]) -> tuple[Step, ...]:
+        # An after-validator, not Field(min_length=1): pydantic counts only the steps that
+        # validated, so one bad field in a one-step file also reported "steps" as empty.
+        if not steps:
+            raise ValueError("a pipeline needs at least one step")
+        return steps
 
     def step(self, step_id: str) -> Step:
         """The step with this id (``KeyError`` when there is none)."""
@@ -301,8 +337,3 @@ class Pipeline(_Frozen):
             for s in self.steps
             if s.enabled and (steps is None or s.id in steps)
         )
-
-
-def dump_for_json(model: BaseModel) -> dict[str, Any]:
-    """``model`` as plain JSON-able data."""
-    return model.model_dump(mode="json")

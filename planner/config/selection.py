@@ -8,17 +8,12 @@ from planner.config.models import Pipeline, Step
 from planner.errors import ConfigError, ConfigIssue
 from planner.graph import ancestors, topological_order
 
-__all__ = ["dependency_map", "execution_order", "select_steps"]
+__all__ = ["dependency_map", "select_steps"]
 
 
 def dependency_map(pipeline: Pipeline) -> dict[str, list[str]]:
     """``{step id: [ids it depends on]}`` in file order."""
     return {s.id: list(s.depends_on) for s in pipeline.steps}
-
-
-def execution_order(pipeline: Pipeline) -> list[Step]:
-    """Every step, in dependency order (file order among steps ready together)."""
-    return [pipeline.step(i) for i in topological_order(dependency_map(pipeline))]
 
 
 def select_steps(

@@ -1,13 +1,29 @@
-"""Running a pipeline: process trees, resource sampling, retries, guards, the run loop."""
+"""Running a pipeline: the runner and its loop, executors, process trees, resource
+sampling, retry policy, guards (file lock + lease), and the events observers receive."""
 
+from planner.execution.control import LoopSettings, RunControl, StopReason
+from planner.execution.events import (
+    RunEvent,
+    RunFinished,
+    RunObserver,
+    RunResult,
+    RunStarted,
+    RunStopping,
+    TaskFinished,
+    TaskRetrying,
+    TasksCancelled,
+    TaskSkipped,
+    TaskStarted,
+)
+from planner.execution.executor import Executor, LocalExecutor, TaskExit, TaskHandle
 from planner.execution.guards import PipelineLock, Takeover, acquire_run_guards, lease_ttl
 from planner.execution.process import ExitInfo, Launch, TaskProcess, kill_group, spawn
 from planner.execution.retry import RetryDecision, backoff_delay, classify_failure, decide_retry
 from planner.execution.runner import (
+    PreparedRun,
+    RunDirectives,
     Runner,
-    RunObserver,
     RunRequest,
-    RunResult,
     auto_concurrency,
     handle_signals,
     new_run_id,
@@ -17,19 +33,37 @@ from planner.execution.stopping import block_stop_signals, stop_signals_blocked
 from planner.execution.tasks import TaskGraph, TaskKey, TaskState
 
 __all__ = [
+    "Executor",
     "ExitInfo",
     "Launch",
+    "LocalExecutor",
+    "LoopSettings",
     "PipelineLock",
+    "PreparedRun",
     "RetryDecision",
+    "RunControl",
+    "RunDirectives",
+    "RunEvent",
+    "RunFinished",
     "RunObserver",
     "RunRequest",
     "RunResult",
+    "RunStarted",
+    "RunStopping",
     "Runner",
+    "StopReason",
     "Takeover",
+    "TaskExit",
+    "TaskFinished",
     "TaskGraph",
+    "TaskHandle",
     "TaskKey",
     "TaskProcess",
+    "TaskRetrying",
+    "TaskSkipped",
+    "TaskStarted",
     "TaskState",
+    "TasksCancelled",
     "TreeSampler",
     "TreeUsage",
     "acquire_run_guards",

@@ -29,6 +29,7 @@ from planner.errors import PlannerError, RunActiveError, UsageError
 from planner.execution.process import LeftTask, kill_group, tasks_of_run
 from planner.execution.stopping import block_stop_signals
 from planner.history.records import AttemptOutcome, AttemptStart
+from planner.status import AttemptStatus
 from planner.units import parse_duration
 
 if TYPE_CHECKING:
@@ -270,7 +271,7 @@ def _record_unrecorded(
     store.finish_attempt(
         attempt_id,
         AttemptOutcome(
-            status="interrupted",
+            status=AttemptStatus.INTERRUPTED,
             finished_at=now,
             duration_s=max(0.0, (now - started).total_seconds()),
             reason=f"run {previous.run_id} died before recording this task; "
@@ -292,7 +293,7 @@ def _take_over(
     run_id = previous.run_id
     if run_id is None:
         return Takeover(None, reason, 0, 0)
-    before = store.run_task_counts(run_id).get("running", 0)
+    before = store.run_task_counts(run_id).get(AttemptStatus.RUNNING, 0)
     now = clock.now()
     groups = store.abandon_run(run_id, now)
     stopped = 0

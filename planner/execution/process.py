@@ -119,10 +119,9 @@ class TaskProcess:
         self._pidfd = os.pidfd_open(self.pid)
         self._lock = threading.Lock()
         self._kill_grace: float | None = None
-        self.kill_reason = ""
         self._before_reap: Callable[[], object] | None = None
 
-    def request_kill(self, grace: float, reason: str = "cancelled") -> None:
+    def request_kill(self, grace: float) -> None:
         """Ask :meth:`wait` to end the tree: TERM now, KILL after ``grace`` (0 = KILL now).
 
         A second request can only shorten the grace. Safe from any thread.
@@ -130,8 +129,6 @@ class TaskProcess:
         with self._lock:
             if self._kill_grace is None or grace < self._kill_grace:
                 self._kill_grace = grace
-            if not self.kill_reason:
-                self.kill_reason = reason
 
     def wait(
         self,

@@ -1,16 +1,13 @@
-"""The scheduler loop of one run: tasks in dependency order, at most ``limit`` at once.
+"""Run one pipeline once (or resume a run): prepare, take the guards, loop, record.
 
-The main thread starts tasks (see :mod:`planner.execution.loop`), and one small thread per
-running task waits for its process and reports the exit through a queue. Start
-and end times are the process's own: the start is taken just before the spawn, the end
-when the process exits, before its slot is given to the next task, so the recorded
-intervals never show more tasks at once than the limit. Every attempt is written when it
-starts and again when it ends.
-
-Stopping (``request_stop``, called by the signal handlers, which only set flags): the
-first call stops starting tasks, lets running ones finish for ``stop_grace`` seconds, then
-kills them (TERM, ``kill_grace``, KILL); the second call kills at once. Tasks that never
-started are recorded ``cancelled``.
+:meth:`Runner.prepare` resolves what will run (reading the history only: a resumed run's
+chain); :meth:`Runner.run` takes the file lock and the lease, creates the run, calls
+``on_created(run_id)`` (a service stores the run's plan there), runs the loop
+(:mod:`planner.execution.loop`) on the executor (local processes unless told otherwise)
+following the :class:`RunDirectives` (a plan's start order, ``timeout: auto`` and
+concurrency), and closes the run. Stopping goes through the runner's
+:class:`~planner.execution.control.RunControl` (:func:`handle_signals` wires SIGINT and
+SIGTERM to it).
 """
 
 from __future__ import annotations
@@ -19,28 +16,34 @@ import os
 import random
 import socket
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from planner.clock import SYSTEM_CLOCK, Clock
 from planner.config.models import Pipeline, Step
 from planner.config.selection import select_steps
-from planner.errors import UsageError
-from planner.execution.guards import Takeover, acquire_run_guards
+from planner.errors import PlannerError, UsageError
+from planner.execution.control import LoopSettings, RunControl
+from planner.execution.events import RunFinished, RunObserver, RunResult, RunStarted
+from planner.execution.executor import Executor, LocalExecutor
+from planner.execution.guards import acquire_run_guards
+from planner.execution.launches import TaskLaunches
 from planner.execution.loop import RunLoop
+from planner.execution.recorder import RunRecorder
 from planner.execution.stopping import handle_signals as _handle_signals
 from planner.execution.tasks import TaskGraph, TaskKey
+from planner.status import AttemptStatus, RunStatus
 
 if TYPE_CHECKING:
     from planner.history import HistoryStore, RunRecord
 
 __all__ = [
-    "RunObserver",
+    "PreparedRun",
+    "RunDirectives",
     "RunRequest",
-    "RunResult",
     "Runner",
     "auto_concurrency",
     "handle_signals",
@@ -52,51 +55,48 @@ _DEFAULT_TASK_MEMORY = 512 * 1024 * 1024
 
 @dataclass(frozen=True)
 class RunRequest:
-    """What to run and how; defaults run every step for every account."""
+    """What to run and how; defaults run every step for every account.
+
+    ``concurrency``, when given, wins over the directives' (an operator's explicit choice).
+    ``sample_interval`` is the default executor's (``LocalExecutor``) sampling period."""
 
     steps: Sequence[str] | None = None
     with_deps: bool = False
     accounts: Sequence[str] | None = None
     resume: str | None = None
     concurrency: int | None = None
-    #: Seconds per task for steps with ``timeout: auto`` (e.g. a plan's upper bounds);
-    #: such a step's tasks missing here run without a timeout.
-    auto_timeouts: Mapping[TaskKey, float] | None = None
-    #: Start order among ready tasks: higher first (e.g. predicted seconds: longest first).
-    priority: Mapping[TaskKey, float] | None = None
     stop_grace: float = 10.0
     kill_grace: float = 5.0
     sample_interval: float = 0.25
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """How a run ended: its id, status, and final task counts by status."""
+class RunDirectives:
+    """What a plan decides for a run.
 
-    run_id: str
-    status: str
-    counts: dict[str, int]
-    concurrency: int
-    takeover: Takeover | None = None
-    #: The lease was taken by another run (this one then stopped as on a signal).
-    lease_lost: bool = False
+    ``concurrency``: tasks at once (when the request gives none; neither: the pipeline's
+    ``concurrency.max``, or the machine's ``auto``). ``priority``: ready tasks start
+    highest first (a plan's predicted seconds: longest first). ``timeouts``: seconds for
+    tasks of steps with ``timeout: auto``; such a task missing here runs without one."""
 
-    @property
-    def exit_code(self) -> int:
-        """0 when every task succeeded, else 1."""
-        return 0 if self.status == "succeeded" else 1
+    concurrency: int | None = None
+    priority: Mapping[TaskKey, float] = field(default_factory=dict)
+    timeouts: Mapping[TaskKey, float] = field(default_factory=dict)
 
 
-class RunObserver(Protocol):
-    """Progress callbacks, called from the runner's thread."""
+@dataclass(frozen=True)
+class PreparedRun:
+    """What a run will do, resolved before anything is taken or written.
 
-    def run_started(self, run_id: str, totals: Mapping[str, int], concurrency: int) -> None: ...
+    ``done``: tasks that succeeded in the resumed run's chain (not run again);
+    ``tasks``: the tasks that will run, in graph order; ``selection``: as stored with the
+    run (``{"steps": [...], "accounts": [...]}``)."""
 
-    def task_started(self, key: TaskKey, attempt: int) -> None: ...
-
-    def task_finished(self, key: TaskKey, attempt: int, status: str, note: str) -> None: ...
-
-    def run_finished(self, result: RunResult) -> None: ...
+    steps: tuple[Step, ...]
+    accounts: tuple[str, ...]
+    done: frozenset[TaskKey]
+    tasks: tuple[TaskKey, ...]
+    selection: dict[str, Any] = field(hash=False)
 
 
 def new_run_id(now: datetime) -> str:
@@ -125,13 +125,17 @@ def auto_concurrency(pipeline: Pipeline) -> int:
     return choice.concurrency
 
 
-def handle_signals(runner: Runner) -> AbstractContextManager[None]:
-    """SIGINT and SIGTERM call ``runner.request_stop`` while the block runs."""
-    return _handle_signals(runner.request_stop)
+def handle_signals(target: Runner | RunControl) -> AbstractContextManager[None]:
+    """SIGINT and SIGTERM request a stop of ``target`` while the block runs (main thread)."""
+    control = target.control if isinstance(target, Runner) else target
+    return _handle_signals(control.request_stop)
 
 
 class Runner:
-    """Runs one pipeline once (or resumes a run), recording everything in ``store``."""
+    """Runs one pipeline once (or resumes a run), recording everything in ``store``.
+
+    ``executor``: where tasks run (default: a :class:`LocalExecutor`); ``control``: the
+    stop switch to share (default: a new one, ``runner.control``)."""
 
     def __init__(
         self,
@@ -143,6 +147,8 @@ class Runner:
         rng: random.Random | None = None,
         observer: RunObserver | None = None,
         host: str | None = None,
+        executor: Executor | None = None,
+        control: RunControl | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -151,21 +157,16 @@ class Runner:
         self.rng = rng or random.Random()
         self.observer = observer
         self.host = host or socket.gethostname()
-        self._stops = 0
-        self._lease_lost = False
-
-    # -- stopping (signal-safe: only flags) ---------------------------------------------
-
-    def request_stop(self) -> None:
-        """First call: stop starting tasks, then kill after a grace. Second: kill now."""
-        self._stops += 1
-
-    def _on_lease_lost(self) -> None:
-        self._lease_lost = True
+        self.executor: Executor = executor or LocalExecutor(
+            sample_interval=self.request.sample_interval
+        )
+        self.control = control or RunControl()
 
     # -- preparing ----------------------------------------------------------------------
 
-    def _plan_tasks(self) -> tuple[list[Step], list[str], set[TaskKey], dict[str, Any]]:
+    def prepare(self) -> PreparedRun:
+        """What :meth:`run` would run; raises :class:`UsageError` for a bad ``resume`` or
+        ``accounts``. Reads the history (a resumed chain), takes and writes nothing."""
         request, pipeline = self.request, self.pipeline
         steps_wanted, accounts_wanted = request.steps, request.accounts
         done: set[TaskKey] = set()
@@ -192,8 +193,14 @@ class Runner:
             accounts = list(accounts_wanted)
         if any(s.per_account for s in steps) and not accounts:
             raise UsageError(pipeline.name, "per-account steps but no accounts to run")
-        selection = {"steps": [s.id for s in steps], "accounts": accounts}
-        return steps, accounts, done, selection
+        graph = TaskGraph(steps, accounts, done)
+        return PreparedRun(
+            steps=tuple(steps),
+            accounts=tuple(accounts),
+            done=frozenset(graph.done_before),
+            tasks=tuple(graph.to_run()),
+            selection={"steps": [s.id for s in steps], "accounts": accounts},
+        )
 
     def _succeeded_in_chain(self, record: RunRecord) -> set[TaskKey]:
         """Tasks that succeeded in ``record``'s run or in the runs it resumed, in turn."""
@@ -205,7 +212,7 @@ class Runner:
             last: dict[TaskKey, str] = {}
             for attempt in self.store.attempts_for_run(current.run_id):
                 last[TaskKey(attempt.step, attempt.account)] = attempt.status
-            done |= {k for k, status in last.items() if status == "succeeded"}
+            done |= {k for k, status in last.items() if status == AttemptStatus.SUCCEEDED}
             parent = current.resumed_from
             current = self.store.get_run(parent) if parent else None
         return done
@@ -213,22 +220,39 @@ class Runner:
     # -- running ------------------------------------------------------------------------
 
     def _close_failed_run(self, run_id: str) -> None:
-        """The loop itself failed: leave no ``running`` row behind (best effort)."""
-        from planner.errors import PlannerError
-
+        """The run failed before its end: leave no ``running`` row behind (best effort)."""
         try:
             self.store.interrupt_running(run_id, self.clock.now())
-            self.store.finish_run(run_id, status="failed", finished_at=self.clock.now())
+            self.store.finish_run(run_id, status=RunStatus.FAILED, finished_at=self.clock.now())
         except PlannerError:
             pass
 
-    def run(self) -> RunResult:
-        """Run to the end (or until stopped); raises ``RunActiveError`` when another runs."""
+    def run(
+        self,
+        prepared: PreparedRun | None = None,
+        *,
+        directives: RunDirectives | None = None,
+        on_created: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        """Run to the end (or until stopped); raises ``RunActiveError`` when another runs.
+
+        ``prepared``: from :meth:`prepare` (else prepared now). ``on_created(run_id)`` is
+        called once the run exists, before any task starts; when it raises, the run is
+        closed ``failed`` and the error propagates."""
         from planner.history import LeaseOwner
 
-        steps, accounts, done, selection = self._plan_tasks()
-        graph = TaskGraph(steps, accounts, done, self.request.priority)
-        limit = self.request.concurrency or auto_concurrency(self.pipeline)
+        prepared = prepared or self.prepare()
+        directives = directives or RunDirectives()
+        request = self.request
+        graph = TaskGraph(prepared.steps, prepared.accounts, prepared.done, directives.priority)
+        limit = request.concurrency or directives.concurrency or auto_concurrency(self.pipeline)
+        settings = LoopSettings(
+            limit=limit,
+            stop_grace=request.stop_grace,
+            kill_grace=request.kill_grace,
+            timeouts=directives.timeouts,
+            retry_policies={s.id: self.pipeline.retry_policy(s) for s in prepared.steps},
+        )
         run_id = new_run_id(self.clock.now())
         owner = LeaseOwner(uuid.uuid4().hex, self.host, os.getpid(), run_id)
         guards = acquire_run_guards(
@@ -236,8 +260,8 @@ class Runner:
             self.store,
             owner,
             self.clock,
-            self._on_lease_lost,
-            kill_grace=self.request.kill_grace,
+            self.control.lose_lease,
+            kill_grace=request.kill_grace,
         )
         with guards:
             self.store.create_run(
@@ -247,26 +271,58 @@ class Runner:
                 host=self.host,
                 pid=os.getpid(),
                 concurrency=limit,
-                n_accounts=len(accounts),
-                selection=selection,
-                resumed_from=self.request.resume,
+                n_accounts=len(prepared.accounts),
+                selection=prepared.selection,
+                resumed_from=request.resume,
                 owner_id=owner.owner_id,
             )
-            loop = RunLoop(self, graph, run_id, limit, len(accounts))
             try:
-                status = loop.run()
+                if on_created is not None:
+                    on_created(run_id)
+                if self.observer is not None:
+                    totals = {s.id: 0 for s in prepared.steps}
+                    for key in prepared.tasks:
+                        totals[key.step] += 1
+                    self.observer.on_event(RunStarted(run_id, totals, limit))
+                outcome = self._loop(run_id, graph, settings, prepared.accounts).run()
             except BaseException:
                 self._close_failed_run(run_id)
                 raise
-            self.store.finish_run(run_id, status=status, finished_at=self.clock.now())
+            self.store.finish_run(run_id, status=outcome.status, finished_at=self.clock.now())
             result = RunResult(
                 run_id=run_id,
-                status=status,
+                status=outcome.status,
                 counts=self.store.run_task_counts(run_id),
                 concurrency=limit,
                 takeover=guards.takeover,
-                lease_lost=self._lease_lost,
+                lease_lost=self.control.lease_lost,
+                stopped_by_signal=self.control.stop_requests > 0,
+                cancelled_not_started=outcome.cancelled_not_started,
             )
         if self.observer is not None:
-            self.observer.run_finished(result)
+            self.observer.on_event(RunFinished(result))
         return result
+
+    def _loop(
+        self, run_id: str, graph: TaskGraph, settings: LoopSettings, accounts: Sequence[str]
+    ) -> RunLoop:
+        recorder = RunRecorder(
+            self.store,
+            run_id=run_id,
+            pipeline=self.pipeline.name,
+            n_accounts=len(accounts),
+            concurrency=settings.limit,
+            host=self.host,
+            clock=self.clock,
+        )
+        return RunLoop(
+            graph,
+            settings,
+            control=self.control,
+            executor=self.executor,
+            recorder=recorder,
+            launches=TaskLaunches.for_run(self.pipeline, run_id),
+            observer=self.observer,
+            clock=self.clock,
+            rng=self.rng,
+        )

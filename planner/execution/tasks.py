@@ -143,11 +143,6 @@ class TaskGraph:
         while self._ready and self._nodes[self._ready[0][2]].state is not TaskState.PENDING:
             heapq.heappop(self._ready)
 
-    def finished(self) -> bool:
-        return all(
-            n.state not in (TaskState.PENDING, TaskState.RUNNING) for n in self._nodes.values()
-        )
-
     def counts_by_step(self) -> dict[str, dict[str, int]]:
         """``{step id: {state: count}}`` over the tasks of this run (not those done before)."""
         out: dict[str, dict[str, int]] = {s.id: {} for s in self.steps}

@@ -9,27 +9,43 @@ never has to upgrade a read lock (which fails at once in WAL instead of waiting)
 
 Creating the schema is race-safe: the version is read first; when it is missing, the
 tables are created under a lock (``BEGIN IMMEDIATE`` on SQLite, an advisory transaction
-lock on PostgreSQL) and the check is repeated there.
+lock on PostgreSQL) and the check is repeated there. An older version this code knows how
+to migrate (:data:`MIGRATIONS`) is upgraded the same way: under the lock the version is
+read again, each step runs, and the new version is written, all in one transaction (DDL is
+transactional on SQLite and PostgreSQL), so several processes opening an old database at
+once migrate it exactly once and none sees it half done. A version newer than
+:data:`~planner.history.schema.SCHEMA_VERSION`, or unknown, is refused.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, make_url, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from planner.errors import SchemaVersionError, StoreError
-from planner.history.schema import SCHEMA_VERSION, meta, metadata
+from planner.history.schema import SCHEMA_VERSION, meta, metadata, trained_models
 
 __all__ = [
     "BUSY_TIMEOUT_S",
     "IMMEDIATE",
+    "MIGRATIONS",
     "ensure_schema",
     "mask_url",
     "open_engine",
@@ -126,23 +142,37 @@ def _sqlite_on_begin(connection: Connection) -> None:
     connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _migrate_1_to_2(conn: Connection) -> None:
+    """Version 2: the table of trained models and their digests."""
+    trained_models.create(conn, checkfirst=True)
+
+
+#: version -> the step that brings a database of that version to the next one.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}
+
+
 def ensure_schema(engine: Engine, where: str) -> None:
-    """Switch SQLite to WAL, create the tables if absent, refuse an unknown version."""
+    """Switch SQLite to WAL, create the tables if absent, migrate an older version this
+    code knows, refuse any other version."""
     with store_errors(where):
         if engine.dialect.name == "sqlite":
             _ensure_wal(engine, where)
         with engine.connect() as conn:
             version = _read_version(conn)
-        if version is None:
-            _create_schema(engine)
+        if version is None or _migratable(version):
+            _upgrade_schema(engine)
             with engine.connect() as conn:
                 version = _read_version(conn)
     if version != str(SCHEMA_VERSION):
         raise SchemaVersionError(
             where,
-            f"the history has schema version {version}; this planner knows only "
-            f"version {SCHEMA_VERSION}",
+            f"the history has schema version {version}; this planner knows versions up to "
+            f"{SCHEMA_VERSION} (older ones are migrated): use a planner that knows it",
         )
+
+
+def _migratable(version: str) -> bool:
+    return version.isdigit() and int(version) in MIGRATIONS
 
 
 def _read_version(conn: Connection) -> str | None:
@@ -154,19 +184,31 @@ def _read_version(conn: Connection) -> str | None:
     return value
 
 
-def _create_schema(engine: Engine) -> None:
+def _upgrade_schema(engine: Engine) -> None:
+    """Under the schema lock: create every table when there is no version, else run the
+    migrations from the version found (read again under the lock) to the current one."""
     name = engine.dialect.name
     with engine.connect() as plain:
         conn = plain.execution_options(**IMMEDIATE)
         with conn.begin():
             if name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_SCHEMA_LOCK})
-            metadata.create_all(conn, checkfirst=True)
-            current = conn.execute(
-                select(meta.c.value).where(meta.c.key == "schema_version")
-            ).scalar()
+            current = None
+            if inspect(conn).has_table(meta.name):
+                current = conn.execute(
+                    select(meta.c.value).where(meta.c.key == "schema_version")
+                ).scalar()
             if current is None:
+                metadata.create_all(conn, checkfirst=True)
                 conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+                return
+            while _migratable(current):
+                step = int(current)
+                MIGRATIONS[step](conn)
+                current = str(step + 1)
+                conn.execute(
+                    update(meta).where(meta.c.key == "schema_version").values(value=current)
+                )
 
 
 def _ensure_wal(engine: Engine, where: str) -> None:

@@ -1,6 +1,7 @@
 """Where a pipeline's history lives: ``--db``, else ``$PLANNER_DB``, else the state dir.
 
-Kept free of heavy imports; the same rule as :func:`planner.commands.common.db_url`.
+Kept free of heavy imports; every front end finds its history through this rule (see
+:mod:`planner.service.locations`).
 """
 
 from __future__ import annotations

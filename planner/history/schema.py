@@ -1,7 +1,12 @@
 """The history schema: tables, the UTC datetime type, and the schema version.
 
-The schema belongs to the code. The ``meta`` table holds ``schema_version``; a database
-carrying another version is refused (:class:`~planner.errors.SchemaVersionError`).
+The schema belongs to the code. The ``meta`` table holds ``schema_version``; an older
+version this code can migrate is brought up to date when the database is opened
+(:mod:`planner.history.database`), any other version is refused
+(:class:`~planner.errors.SchemaVersionError`).
+
+Versions: 1 runs, attempts, leases, plans; 2 adds ``trained_models`` (the digest of every
+saved model, which the model registry checks before unpickling).
 """
 
 from __future__ import annotations
@@ -36,10 +41,11 @@ __all__ = [
     "metadata",
     "plans",
     "runs",
+    "trained_models",
 ]
 
 #: Bump on every change to the tables below (and teach the code to migrate or refuse).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Row ids: BIGINT on servers, INTEGER on SQLite so that it is the rowid (autoincrement).
 _RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -163,4 +169,20 @@ plans = Table(
     Column("bound_s", Float, nullable=False),
     Column("document", Text, nullable=False),
     Index("ix_plans_pipeline_created", "pipeline", "created_at"),
+)
+
+#: One row per saved model: the digest its file must have to be loaded (see
+#: planner/learning/registry.py). It lives here, not in the models folder, so that whoever
+#: can write that folder cannot make a file of their own trusted. Added in version 2.
+trained_models = Table(
+    "trained_models",
+    metadata,
+    Column("pipeline", String(100), primary_key=True),
+    Column("model_id", String(100), primary_key=True),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger),
+    Column("kind", String(64)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Column("promoted_at", UTCDateTime),
 )

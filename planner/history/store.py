@@ -1,4 +1,5 @@
-"""The history store: runs, attempts, leases and plans in any SQLAlchemy database.
+"""The history store: runs, attempts, leases, plans and the digests of trained models
+in any SQLAlchemy database.
 
 Default: a SQLite file ``<state_dir>/history.db`` in WAL mode; PostgreSQL (or any URL
 SQLAlchemy knows) to share one history and one set of leases between hosts. Every write is
@@ -20,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from planner.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from planner.errors import StoreError
 from planner.history import leases as lease_ops
+from planner.history import ledger
 from planner.history.bulk import BulkInsert
 from planner.history.database import IMMEDIATE, ensure_schema, mask_url, open_engine, store_errors
 from planner.history.location import history_url
@@ -416,3 +418,69 @@ class HistoryStore:
             query = query.limit(limit)
         with self._read() as conn:
             return [plan_record(row) for row in conn.execute(query)]
+
+    def run_predictions(
+        self, *, pipeline: str | None = None, run_ids: Sequence[str] | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """``{run_id: (predicted_s, bound_s)}`` of the plans stored with a run id (of one
+        pipeline, or of ``run_ids``; the newest plan of a run wins). Documents are not read."""
+        query = select(plans.c.run_id, plans.c.predicted_s, plans.c.bound_s).where(
+            plans.c.run_id.is_not(None)
+        )
+        if pipeline is not None:
+            query = query.where(plans.c.pipeline == pipeline)
+        if run_ids is not None:
+            if not run_ids:
+                return {}
+            query = query.where(plans.c.run_id.in_(list(run_ids)))
+        query = query.order_by(plans.c.created_at, plans.c.plan_id)
+        with self._read() as conn:
+            return {row[0]: (float(row[1]), float(row[2])) for row in conn.execute(query)}
+
+    # -- trained models: the ledger the model registry checks before unpickling -----------
+
+    def record_model(
+        self,
+        pipeline: str,
+        model_id: str,
+        sha256: str,
+        created_at: datetime,
+        *,
+        size: int | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """Record a saved model's digest (again with the same digest: nothing happens;
+        with another digest: StoreError, the recorded one is kept)."""
+        try:
+            with self._write() as conn:
+                ledger.record(
+                    conn,
+                    pipeline=pipeline,
+                    model_id=model_id,
+                    sha256=sha256,
+                    created_at=created_at,
+                    recorded_at=self._clock.now(),
+                    size=size,
+                    kind=kind,
+                )
+        except ledger.DigestConflict as exc:
+            raise StoreError(
+                self.url,
+                f"model {pipeline}/{model_id} is recorded already with another digest "
+                f"({exc.recorded[:12]}...): not replaced",
+            ) from None
+
+    def model_digest(self, pipeline: str, model_id: str) -> str | None:
+        """The recorded sha256 of a model, ``None`` when it was never recorded here."""
+        with self._read() as conn:
+            return ledger.digest(conn, pipeline, model_id)
+
+    def record_promotion(self, pipeline: str, model_id: str, promoted_at: datetime) -> bool:
+        """Stamp when a recorded model was made current; False when it is not recorded."""
+        with self._write() as conn:
+            return ledger.promote(conn, pipeline, model_id, promoted_at)
+
+    def trained_models(self, pipeline: str | None = None) -> list[ledger.TrainedModel]:
+        """Recorded models (of one pipeline or all), by pipeline then oldest first."""
+        with self._read() as conn:
+            return ledger.list_models(conn, pipeline)

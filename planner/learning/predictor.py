@@ -13,9 +13,11 @@ through the registry (hash and library versions checked before unpickling). Then
   (``source="default"``).
 
 Peak memory comes from a :class:`~planner.learning.memory.PeakMemoryRegressor` fitted on
-``history`` at load (None when no attempt reported it). The history features of planned
-tasks are looked up in a per-group snapshot taken at load, for the distinct tasks only
-(:func:`~planner.learning.queries.query_table`). Measured by
+``history`` at load (None when no attempt reported it); the CPU share of each task (cores
+it keeps busy) from :func:`~planner.learning.cpu.cpu_share_by_step` on ``history``,
+computed at the first prediction (None for a step with no measured attempt). The history
+features of planned tasks are looked up in a per-group snapshot taken at load, for the
+distinct tasks only (:func:`~planner.learning.queries.query_table`). Measured by
 ``benchmarks/bench_learning.py latency`` (10,000 tasks): ~20 ms with the baselines, ~75 ms
 with the default model on a quiet machine, of which ~55 ms are the 150 boosted trees
 (``max_iter`` + ``quantile_max_iter`` of the model trade accuracy for speed).
@@ -38,6 +40,7 @@ import numpy as np
 from planner.errors import ModelError
 from planner.gcpause import paused_gc
 from planner.learning.conformal import AdaptiveConformal
+from planner.learning.cpu import cpu_share_by_step
 from planner.learning.evaluation import online_bounds
 from planner.learning.features import (
     attempt_features,
@@ -52,7 +55,7 @@ from planner.learning.queries import (
     query_table,
     snapshot,
 )
-from planner.learning.registry import Registry
+from planner.learning.registry import ModelLedger, Registry
 from planner.planning.model import TaskEstimate, TaskQuery
 
 if TYPE_CHECKING:
@@ -65,6 +68,10 @@ _FAR_FUTURE = datetime(2200, 1, 1, tzinfo=UTC)
 
 class Predictor:
     """Estimates for planned tasks; build it with :meth:`load`."""
+
+    #: ``{step: cores one task keeps busy}`` of ``history``, computed at the first
+    #: prediction (see :meth:`_cpu`).
+    _cpu_by_step: dict[str, float] | None = None
 
     def __init__(
         self,
@@ -105,12 +112,18 @@ class Predictor:
         pipeline: str,
         history: pd.DataFrame,
         *,
+        ledger: ModelLedger | None,
         quantile: float = 0.95,
         default_s: float = 60.0,
     ) -> Predictor:
-        """The predictor of ``pipeline``: its current model, else baselines, else a default."""
+        """The predictor of ``pipeline``: its current model, else baselines, else a default.
+
+        ``ledger`` (the history store) holds the digests of the models trained here: a
+        model whose file's digest is not recorded there (or differs), or any model when
+        ``ledger`` is None, is refused before unpickling and the baselines predict, with
+        a one-line warning saying why."""
         warnings: list[str] = []
-        registry = Registry(Path(models_dir))
+        registry = Registry(Path(models_dir), ledger=ledger)
         bundle: ModelBundle | None = None
         model_id: str | None = None
         try:
@@ -182,8 +195,10 @@ class Predictor:
     def _predict(self, tasks: Sequence[TaskQuery], now: datetime) -> list[TaskEstimate]:
         if self.model is None:
             d = float(self.default_s)
-            memory = self._memory([t.step for t in tasks], [t.account for t in tasks])
-            return [TaskEstimate(d, d, "default", m) for m in memory]
+            steps = [t.step for t in tasks]
+            memory = self._memory(steps, [t.account for t in tasks])
+            cpu = self._cpu(steps)
+            return [TaskEstimate(d, d, "default", m, c) for m, c in zip(memory, cpu, strict=True)]
         # features, predictions and estimates of the distinct tasks only (identical tasks
         # share one frozen estimate)
         table = query_table(self._snap(now), tasks, now)
@@ -199,7 +214,8 @@ class Predictor:
             base = model.baseline()
             sources = base.sources(base.predict_with_level(X)[1])
         memory = self._memory(table.steps, table.accounts)
-        distinct = _estimates(point.tolist(), bound.tolist(), sources, memory)
+        cpu = self._cpu(table.steps)
+        distinct = _estimates(point.tolist(), bound.tolist(), sources, memory, cpu)
         if len(distinct) == len(tasks):  # rows are 0..n-1 in order: no task repeats
             return distinct
         return list(map(distinct.__getitem__, table.rows.tolist()))
@@ -218,6 +234,13 @@ class Predictor:
             return [None] * len(steps)
         return self.memory.predict_keys(steps, accounts)
 
+    def _cpu(self, steps: list[str]) -> list[float | None]:
+        """The CPU share of each task's step (``None``: never measured)."""
+        by_step = self._cpu_by_step
+        if by_step is None:
+            by_step = self._cpu_by_step = cpu_share_by_step(self.history)
+        return list(map(by_step.get, steps))
+
 
 _NEW = object.__new__
 #: Frozen dataclasses are built through ``object.__setattr__`` per field, three times
@@ -227,26 +250,33 @@ _FAST_ESTIMATES = (
     not hasattr(TaskEstimate, "__slots__")
     and not hasattr(TaskEstimate, "__post_init__")
     and [f.name for f in dataclasses.fields(TaskEstimate)]
-    == ["predicted_s", "bound_s", "source", "peak_rss_mb"]
+    == ["predicted_s", "bound_s", "source", "peak_rss_mb", "cpu_share"]
 )
 
 
 def _estimates(
-    points: list[float], bounds: list[float], sources: list[str], memory: list[float | None]
+    points: list[float],
+    bounds: list[float],
+    sources: list[str],
+    memory: list[float | None],
+    cpu: list[float | None] | None = None,
 ) -> list[TaskEstimate]:
-    """``TaskEstimate(p, b, s, m)`` for each position of the four lists."""
-    rows = zip(points, bounds, sources, memory, strict=True)
+    """``TaskEstimate(p, b, s, m, c)`` for each position of the lists (``cpu`` None: no
+    task's CPU share is known)."""
+    shares = [None] * len(points) if cpu is None else cpu
+    rows = zip(points, bounds, sources, memory, shares, strict=True)
     if not _FAST_ESTIMATES:
-        return [TaskEstimate(p, b, s, m) for p, b, s, m in rows]
+        return [TaskEstimate(p, b, s, m, c) for p, b, s, m, c in rows]
     out: list[TaskEstimate] = []
     append = out.append
-    for p, b, s, m in rows:
+    for p, b, s, m, c in rows:
         estimate = _NEW(TaskEstimate)
         fields = estimate.__dict__
         fields["predicted_s"] = p
         fields["bound_s"] = b
         fields["source"] = s
         fields["peak_rss_mb"] = m
+        fields["cpu_share"] = c
         append(estimate)
     return out
 

@@ -1,9 +1,10 @@
-"""The model registry: trained artifacts on disk, each beside a card, checked before loading.
+"""The model registry: trained artifacts on disk, each beside a card, trusted only when
+the history database holds its digest.
 
 Layout::
 
     <root>/<pipeline>/<model id>/model.joblib   the pickled object (joblib)
-    <root>/<pipeline>/<model id>/card.json      what it is and how to trust it
+    <root>/<pipeline>/<model id>/card.json      what it is and how to check it
     <root>/<pipeline>/current                   the live model id (one line)
 
 A model id is the UTC save time plus the first 8 hex digits of the file's sha256
@@ -17,14 +18,28 @@ clash), so ids sort by age. The card holds what the trainer passes, by conventio
 plus what the registry adds: ``pipeline``, ``model_id``, ``created_at``, ``file``,
 ``size``, ``sha256`` and ``versions`` (python, sklearn, numpy, pandas, joblib).
 
-joblib files are pickles: loading one runs code. :meth:`Registry.load` therefore checks,
-BEFORE unpickling, that the card is valid JSON, the file exists, its sha256 equals the
-card's, and the versions of scikit-learn, numpy and pandas match the card's (major.minor);
-any failure raises :class:`~planner.errors.ModelError` with a one-line reason and
-``joblib.load`` is never called (:meth:`Registry.try_load` returns the reason as a
-warning instead, for a predictor that then falls back to the baselines). ``current`` and
-each save are written atomically (a temporary file or folder, then ``os.replace``), so a
-reader never sees half a model.
+Trust. joblib files are pickles: loading one runs code. The card cannot vouch for the file
+beside it (whoever can replace the file can rewrite the card), so every saved model's
+digest is also recorded in a :class:`ModelLedger`, the ``trained_models`` table of the
+history database (:class:`~planner.history.HistoryStore` implements it), which a writer
+of the models folder cannot change. :meth:`Registry.save` records the digest once the
+folder is in place, and removes the folder again when recording fails, so no unrecorded
+model stays. :meth:`Registry.load` checks, BEFORE unpickling, that the card is valid JSON,
+the file exists, its sha256 equals the card's (a cheap first error for a truncated or
+damaged file) AND the one recorded in the ledger for (pipeline, model id), and that the
+versions of scikit-learn, numpy and pandas match the card's (major.minor). Any failure
+raises :class:`~planner.errors.ModelError` with a one-line reason and ``joblib.load`` is
+never called (:meth:`Registry.try_load` returns the reason as a warning instead, for a
+predictor that then falls back to the baselines). A model folder copied from elsewhere is
+therefore refused until it is retrained here (``planner train``).
+
+Without a ledger (``ledger=None``) the registry still lists models and reads cards (no
+unpickling is involved), but refuses to save (the new model could never be trusted),
+promote, verify or load (there is nothing to check the file against).
+
+``current`` and each save are written atomically (a temporary file or folder, then
+``os.replace``), so a reader never sees half a model. ``current`` lives in the models
+folder; promotion also stamps ``promoted_at`` in the ledger, for the record.
 """
 
 from __future__ import annotations
@@ -41,10 +56,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from planner.clock import SYSTEM_CLOCK, Clock
-from planner.errors import ModelError
+from planner.errors import ModelError, StoreError
 
 __all__ = [
     "CARD_FILE",
@@ -52,6 +67,7 @@ __all__ = [
     "CURRENT_FILE",
     "MODEL_FILE",
     "LoadedModel",
+    "ModelLedger",
     "Registry",
     "library_versions",
 ]
@@ -83,6 +99,37 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+class ModelLedger(Protocol):
+    """Where saved models' digests are recorded, out of reach of the models folder's
+    writers (implemented by :class:`~planner.history.HistoryStore`)."""
+
+    @property
+    def url(self) -> str:
+        """Where the ledger lives, password hidden (for messages)."""
+        ...
+
+    def record_model(
+        self,
+        pipeline: str,
+        model_id: str,
+        sha256: str,
+        created_at: datetime,
+        *,
+        size: int | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """Record a saved model's digest; never replaces another digest (raises)."""
+        ...
+
+    def model_digest(self, pipeline: str, model_id: str) -> str | None:
+        """The recorded sha256 of a model, ``None`` when it was never recorded."""
+        ...
+
+    def record_promotion(self, pipeline: str, model_id: str, promoted_at: datetime) -> bool:
+        """Stamp when a recorded model was made current; False when it is not recorded."""
+        ...
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A model that passed every check, with its card."""
@@ -95,9 +142,21 @@ class LoadedModel:
 class Registry:
     """Models saved under ``root``, one folder per pipeline (see the module docstring)."""
 
-    def __init__(self, root: Path, *, clock: Clock = SYSTEM_CLOCK) -> None:
+    def __init__(
+        self, root: Path, *, ledger: ModelLedger | None, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.root = Path(root)
+        self.ledger = ledger
         self._clock = clock
+
+    def _need_ledger(self, where: Path, action: str) -> ModelLedger:
+        if self.ledger is None:
+            raise ModelError(
+                str(where),
+                f"no history to check the model against: cannot {action} a model "
+                "without the history database (give --db / $PLANNER_DB)",
+            )
+        return self.ledger
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -110,12 +169,14 @@ class Registry:
     # -- writing -------------------------------------------------------------------------
 
     def save(self, pipeline: str, obj: Any, card: dict[str, Any]) -> str:
-        """Dump ``obj`` with joblib beside its card; returns the new model id.
+        """Dump ``obj`` with joblib beside its card, record its digest in the ledger;
+        returns the new model id. When recording fails the folder is removed again.
 
         The model is not made current: call :meth:`promote` for that."""
         import joblib
 
         folder = self.pipeline_dir(pipeline)
+        ledger = self._need_ledger(folder, "save")
         folder.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".saving-", dir=folder))
         try:
@@ -142,6 +203,19 @@ class Registry:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        try:
+            kind = card.get("kind")
+            ledger.record_model(
+                pipeline,
+                model_id,
+                digest,
+                created,
+                size=int(full["size"]),
+                kind=str(kind)[:64] if kind is not None else None,
+            )
+        except BaseException:
+            shutil.rmtree(folder / model_id, ignore_errors=True)
+            raise
         return model_id
 
     @staticmethod
@@ -154,11 +228,23 @@ class Registry:
         return candidate
 
     def promote(self, pipeline: str, model_id: str) -> None:
-        """Make ``model_id`` the live model of ``pipeline`` (atomic replace of ``current``)."""
+        """Make ``model_id`` the live model of ``pipeline`` (atomic replace of ``current``);
+        it must be recorded in the ledger, which then notes when it was promoted."""
         folder = self.model_dir(pipeline, model_id)
+        ledger = self._need_ledger(folder, "promote")
         if not (folder / CARD_FILE).is_file():
             raise ModelError(str(folder), "no such model (card.json missing)")
+        if ledger.model_digest(pipeline, model_id) is None:
+            raise ModelError(str(folder), self._unrecorded())
         _write_atomic(self.pipeline_dir(pipeline) / CURRENT_FILE, model_id + "\n")
+        ledger.record_promotion(pipeline, model_id, self._clock.now())
+
+    def _unrecorded(self) -> str:
+        where = self.ledger.url if self.ledger is not None else "(none)"
+        return (
+            f"digest not recorded in the history {where} (trained elsewhere or folder "
+            "tampered): not trusted, retrain with planner train"
+        )
 
     # -- reading -------------------------------------------------------------------------
 
@@ -192,6 +278,7 @@ class Registry:
 
     def verify(self, pipeline: str, model_id: str) -> dict[str, Any]:
         """Every check :meth:`load` makes before unpickling; returns the card."""
+        ledger = self._need_ledger(self.model_dir(pipeline, model_id), "load or verify")
         card = self.card(pipeline, model_id)
         path = self.model_dir(pipeline, model_id) / str(card.get("file") or MODEL_FILE)
         if path.parent != self.model_dir(pipeline, model_id):
@@ -207,6 +294,19 @@ class Registry:
                 str(path),
                 f"sha256 {actual[:12]}... does not match the card's {expected[:12]}... "
                 "(file changed or truncated)",
+            )
+        try:
+            recorded = ledger.model_digest(pipeline, model_id)
+        except StoreError as exc:
+            raise ModelError(str(path), f"cannot read the recorded digest: {exc}") from None
+        if recorded is None:
+            raise ModelError(str(path), self._unrecorded())
+        if recorded != actual:
+            raise ModelError(
+                str(path),
+                f"sha256 {actual[:12]}... differs from the digest recorded in the history "
+                f"{ledger.url} ({recorded[:12]}...): folder tampered, not trusted; retrain "
+                "with planner train",
             )
         mismatch = _version_mismatch(card.get("versions"), library_versions())
         if mismatch:

@@ -8,7 +8,8 @@
 2. a fit on every finished attempt (gradient boosting when there are at least
    ``min_model_rows`` attempts, else the baselines only, and it says so);
 3. a save through the registry, with a card (kind, variant, features, training span and
-   rows, holdout metrics, quantile);
+   rows, holdout metrics, quantile); the registry records the file's digest in its ledger
+   (the history database), without which the model would never be loaded;
 4. promotion: the new model becomes current unless the current one is better on the
    recent holdout, i.e. the test attempts that started after the current model's training
    data ended (both predict them without having seen them). The result says which one
@@ -142,7 +143,10 @@ def train_pipeline(
     min_model_rows: int = MIN_MODEL_ROWS,
     model_params: dict[str, Any] | None = None,
 ) -> TrainingResult:
-    """Evaluate, fit on everything, save and (maybe) promote; ``frame`` is one pipeline's."""
+    """Evaluate, fit on everything, save and (maybe) promote; ``frame`` is one pipeline's.
+
+    ``registry`` must have a ledger (the history store the attempts came from): saving
+    records the model's digest there, and only recorded models are ever loaded."""
     if not 0.0 < holdout < 1.0:
         raise UsageError("--holdout", f"must be a fraction in (0, 1), got {holdout}")
     if not 0.0 < quantile < 1.0:

@@ -43,13 +43,16 @@ class TaskEstimate:
     """The predicted duration of one task and its upper bound (``bound_s >= predicted_s``).
 
     ``source`` says where it came from: ``"model"``, a baseline such as
-    ``"last2:step,account"``, or ``"default"``.
+    ``"last2:step,account"``, or ``"default"``. ``peak_rss_mb``: the task's likely peak
+    memory; ``cpu_share``: the cores it keeps busy (CPU seconds per wall second, 0.05 for
+    a task that mostly waits, 1.0 for one that computes on one core); ``None``: unknown.
     """
 
     predicted_s: float
     bound_s: float
     source: str
     peak_rss_mb: float | None = None
+    cpu_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,16 @@ class TaskPlan:
 
 @dataclass(frozen=True)
 class StepPlan:
-    """One step at the chosen concurrency: LPT makespan and its lower bound."""
+    """One step in the run's schedule at the chosen concurrency (shared slots).
+
+    ``slots``: the run's concurrency (the slots the step's tasks may take);
+    ``makespan_s``: the step's own span, from its first task's start to its last task's
+    end (a one-task step: that task's prediction); ``lower_bound_s``: what no schedule of
+    the step's tasks on ``slots`` slots can beat, ``max(longest, total / slots)``;
+    ``bound_s``: the same span in the schedule of the task bounds; ``start_s`` /
+    ``end_s``: when its first task starts and its last task ends, from the run's start;
+    ``groups``: the accounts of each slot it uses, in the order they start there.
+    """
 
     step: str
     tasks: int
@@ -94,6 +106,8 @@ class StepPlan:
     lower_bound_s: float
     bound_s: float
     groups: tuple[tuple[str | None, ...], ...] = ()
+    start_s: float = 0.0
+    end_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,3 +174,8 @@ class Plan:
     warnings: tuple[str, ...] = ()
     memory_per_task_mb: float | None = None
     free_memory_mb: float | None = None
+    #: The cores one task keeps busy, for the run as a whole (the tasks' CPU shares
+    #: weighted by their predicted seconds); ``None``: not measured, one core per task.
+    cpu_per_task: float | None = None
+    #: The most tasks that can run at once (more slots than this are never used).
+    widest: int | None = None

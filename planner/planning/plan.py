@@ -17,10 +17,11 @@ from typing import Any
 
 from planner.config.models import Pipeline, Step
 from planner.gcpause import paused_gc
-from planner.graph import levels
 from planner.planning.concurrency import (
     choose_concurrency,
     cpu_limit,
+    most_at_once,
+    run_cpu_share,
     smallest_fitting,
     what_if,
     what_if_counts,
@@ -81,6 +82,10 @@ def build_plan(
     ``past_runs``: finished runs of the pipeline with the predictions stored for them (they
     calibrate the run bound); ``current_start``: when the planned run starts (``now`` by
     default), from which the next start is decided; ``concurrency`` overrides the file.
+
+    The concurrency is :func:`~planner.planning.concurrency.choose_concurrency` with the
+    run's CPU per task (the estimates' ``cpu_share`` weighted by their predicted seconds)
+    and the most tasks that can run at once: the runner takes ``plan.concurrency``.
     """
     if len(queries) != len(estimates):
         raise ValueError(f"{len(queries)} tasks but {len(estimates)} estimates")
@@ -103,11 +108,15 @@ def build_plan(
     bounds = {i: list(map(all_bounds.__getitem__, per_step[i])) for i in ids}
 
     peak = _memory_per_task(pipeline, estimates)
+    cpu_share = run_cpu_share(map(_CPU, estimates), all_predicted)
+    widest = most_at_once(deps, {i: len(predicted[i]) for i in ids})
     choice = choose_concurrency(
         concurrency if concurrency is not None else pipeline.concurrency.max,
         cpu_count=cpu_count,
         free_memory_mb=free_memory_mb,
         peak_mb_per_task=peak,
+        cpu_per_task=cpu_share,
+        widest=widest,
     )
     slots = choice.concurrency
     run, sched, bound_sched = estimate_run(
@@ -143,26 +152,27 @@ def build_plan(
         # the accounts of each slot (slots in order), in the order they start there
         by_start = sorted(range(len(positions)), key=start_i.__getitem__)
         by_slot = sorted(by_start, key=slot_i.__getitem__)
+        # the step's own span: its first task's start to its last task's end (not from
+        # when it became ready: queueing behind other steps is not the step's time)
+        first, last = _extent(start_i, predicted[i], sched.ready[i])
+        bound_first, bound_last = _extent(bound_sched.start[i], bounds[i], 0.0)
         step_plans.append(
             StepPlan(
                 step=i,
                 tasks=len(positions),
                 slots=slots,
-                makespan_s=sched.span(i),
+                makespan_s=last - first,
                 lower_bound_s=lower_bound(predicted[i], slots),
-                bound_s=bound_sched.span(i),
+                bound_s=bound_last - bound_first,
                 groups=tuple(
                     tuple(map(account_i.__getitem__, group))
                     for _, group in itertools.groupby(by_slot, key=slot_i.__getitem__)
                 ),
+                start_s=first,
+                end_s=last,
             )
         )
 
-    depth = levels(deps)
-    widths: dict[int, int] = {}
-    for i in ids:
-        widths[depth[i]] = widths.get(depth[i], 0) + len(predicted[i])
-    widest = max(widths.values(), default=1)
     counts = what_if_counts(slots, (choice.cpu_limit, choice.memory_limit), widest)
     memo = {slots: sched.makespan}
     cadence = pipeline.schedule.cadence
@@ -177,6 +187,7 @@ def build_plan(
         peak_mb_per_task=peak,
         cpu_count=cpu_count,
         free_memory_mb=free_memory_mb,
+        cpu_per_task=cpu_share,
         memo=memo,
     )
     interval = decide_interval(pipeline.schedule, run.bound_s, current_start or now, now)
@@ -204,6 +215,8 @@ def build_plan(
         warnings=(*warnings, *choice.warnings),
         memory_per_task_mb=peak,
         free_memory_mb=free_memory_mb,
+        cpu_per_task=cpu_share,
+        widest=widest,
     )
 
 
@@ -213,6 +226,7 @@ _PREDICTED = operator.attrgetter("predicted_s")
 _BOUND = operator.attrgetter("bound_s")
 _SOURCE = operator.attrgetter("source")
 _PEAK = operator.attrgetter("peak_rss_mb")
+_CPU = operator.attrgetter("cpu_share")
 _NEW = object.__new__
 #: Frozen dataclasses are built through ``object.__setattr__`` per field, several times
 #: slower than filling the instance dictionary; a plan has a TaskPlan per task, so the
@@ -247,6 +261,15 @@ def _task_plans(
     return out
 
 
+def _extent(
+    starts: Sequence[float], durations: Sequence[float], empty_at: float
+) -> tuple[float, float]:
+    """``(first start, last end)`` of a step's tasks; ``(empty_at, empty_at)`` for none."""
+    if not starts:
+        return empty_at, empty_at
+    return min(starts), max(map(operator.add, starts, durations))
+
+
 def _memory_per_task(pipeline: Pipeline, estimates: Sequence[TaskEstimate]) -> float | None:
     """The file's ``memory_per_task`` in MB, else the largest predicted peak, else ``None``."""
     setting = pipeline.concurrency.memory_per_task
@@ -270,6 +293,8 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
     return {
         "pipeline": plan.pipeline,
         "concurrency": plan.concurrency,
+        "concurrency_rule": plan.concurrency_rule,
+        "cpu_per_task": _round(plan.cpu_per_task),
         "run": {
             "predicted_s": _round(plan.run.predicted_s),
             "bound_s": _round(plan.run.bound_s),
@@ -281,6 +306,9 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
                 "tasks": s.tasks,
                 "makespan_s": _round(s.makespan_s),
                 "lower_bound_s": _round(s.lower_bound_s),
+                "bound_s": _round(s.bound_s),
+                "start_s": _round(s.start_s),
+                "end_s": _round(s.end_s),
             }
             for s in plan.steps
         ],

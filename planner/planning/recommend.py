@@ -2,9 +2,10 @@
 
 Every rule reads the plan's figures and, when it applies, says what to change and by how
 much: a run that overruns its cadence (which concurrency fits, within what memory, or which
-cadence would), a concurrency that does not fit the machine or gains nothing, a cadence
-mostly idle, a single task that sets a step's makespan, tasks estimated without history,
-and a run bound that is not calibrated yet.
+cadence would; "fits" is the CPU fit at the run's measured CPU per task and the memory
+fit, as ``auto`` uses them), a concurrency that does not fit the machine or gains nothing,
+a cadence mostly idle, a single task that sets a step's makespan, tasks estimated without
+history, and a run bound that is not calibrated yet.
 """
 
 from __future__ import annotations
@@ -79,15 +80,16 @@ def recommend(
                 },
             )
         )
+    auto = choice.auto or min(choice.cpu_limit, choice.memory_limit or choice.cpu_limit)
     out.extend(
         Recommendation(
-            f"{w}: use {min(choice.cpu_limit, choice.memory_limit or choice.cpu_limit)} "
-            "(concurrency.max: auto)",
+            f"{w}: use {auto} (concurrency.max: auto)",
             "concurrency",
             {
                 "concurrency": choice.concurrency,
                 "cpu_limit": choice.cpu_limit,
                 "memory_limit": choice.memory_limit,
+                "cpu_per_task": choice.cpu_per_task,
             },
         )
         for w in choice.warnings

@@ -376,7 +376,12 @@ def test_validate_cli_selection_json(
         "validate", str(path), "--steps", "3", "--with-deps", "--json", capsys=capsys
     )
     assert code == 0
-    assert json.loads(out) == {"valid": True, "errors": [], "order": ["1", "21", "3"]}
+    assert json.loads(out) == {
+        "valid": True,
+        "errors": [],
+        "order": ["1", "21", "3"],
+        "levels": [["1"], ["21"], ["3"]],
+    }
 
 
 def test_validate_json_lists_every_error(
@@ -386,7 +391,7 @@ def test_validate_json_lists_every_error(
     code, out, err = run_cli("validate", str(path), "--json", capsys=capsys)
     assert code == 2 and err == ""
     doc = json.loads(out)
-    assert doc["valid"] is False and doc["order"] == []
+    assert doc["valid"] is False and doc["order"] == [] and doc["levels"] == []
     assert {e["loc"] for e in doc["errors"]} == {"accounts[1]", "schedule.quantile"}
 
 
@@ -446,5 +451,5 @@ def test_validate_counts_the_tasks_of_the_selected_steps(
     assert "  tasks per run: 5\n" in out  # 1 + 3 accounts + 1; the disabled step is not run
     code, out, err = run_cli("validate", str(path), "--steps", "2", "--with-deps", capsys=capsys)
     assert code == 0, err
-    assert "  steps in order: 1 -> 2\n" in out
+    assert "  steps: 2 in 2 levels; * per account\n    1 | 2*\n" in out
     assert "  tasks per run: 4\n" in out

@@ -8,14 +8,14 @@ import signal
 import sqlite3
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from planner.clock import SYSTEM_CLOCK
+from planner.clock import SYSTEM_CLOCK, FakeClock
 from planner.config import load_pipeline
 from planner.errors import RunActiveError, UsageError
 from planner.execution import Runner, RunRequest, lease_ttl
@@ -58,8 +58,9 @@ def test_twenty_processes_at_once_make_exactly_one_run(tmp_path: Path) -> None:
         assert store.get_lease("guarded") is None  # released at the end
     for code, _, err in outcomes:
         if code == 3:
-            assert err.startswith("planner: error: guarded: ") and run.run_id in err, err
-            assert "nothing was started" in err
+            last = err.strip().splitlines()[-1]  # (notes may come before the error line)
+            assert last.startswith("planner: error: guarded: ") and run.run_id in last, err
+            assert "nothing was started" in last
 
 
 def test_sigkilled_run_is_taken_over(tmp_path: Path) -> None:
@@ -124,28 +125,30 @@ def test_expired_lease_of_another_host_is_taken_after_the_ttl(tmp_path: Path) ->
                           steps=[{"id": "s", "command": ["true"]}])  # fmt: skip
     pipeline = load_pipeline(pipeline_file)
     url = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
-    with HistoryStore(url) as store:
-        t0 = time.monotonic()
-        store.create_run(run_id="elsewhere", pipeline="guarded", started_at=store_now())
+    clock = FakeClock(store_now())  # the lease's time: no waiting its ttl out
+    with HistoryStore(url, clock=clock) as store:
+        store.create_run(run_id="elsewhere", pipeline="guarded", started_at=clock.now())
         store.start_attempt(AttemptStart(
             run_id="elsewhere", pipeline="guarded", step="s", account=None, attempt=1,
             quantity=None, params={}, n_accounts=0, concurrency=1, host="other-host",
-            started_at=store_now(), pid=os.getpid(), pgid=os.getpgrp()))  # fmt: skip
+            started_at=clock.now(), pid=os.getpid(), pgid=os.getpgrp()))  # fmt: skip
         owner = LeaseOwner("x" * 32, "other-host", 12345, "elsewhere")
-        assert store.acquire_lease("guarded", owner, 1.5, store_now()).acquired
+        assert store.acquire_lease("guarded", owner, 60, clock.now()).acquired
+        clock.advance(59.9)
         try:
-            Runner(pipeline, store).run()
+            Runner(pipeline, store, clock=clock).run()
             raise AssertionError("a second run started while the lease was held")
         except RunActiveError as exc:
             assert exc.exit_code == 3
             assert "run elsewhere is active (owner other-host pid 12345, since" in str(exc)
-        time.sleep(max(0.0, 1.6 - (time.monotonic() - t0)))
-        result = Runner(pipeline, store).run()
+        clock.advance(0.2)  # past the ttl
+        result = Runner(pipeline, store, clock=clock).run()
         assert result.status == "succeeded"
         assert result.takeover is not None and result.takeover.reason == "expired"
         assert result.takeover.groups_stopped == 0  # another host's groups are not ours
         record = store.get_run("elsewhere")
         assert record is not None and record.status == "abandoned"
+        assert record.finished_at == clock.now()
         assert store.run_task_counts("elsewhere") == {"interrupted": 1}
 
 
@@ -211,29 +214,46 @@ def test_a_second_signal_kills_at_once(tmp_path: Path) -> None:
 
 
 def test_heartbeat_keeps_the_lease_past_its_ttl(tmp_path: Path) -> None:
-    """A run longer than the lease stays the only one: the heartbeat extends it."""
+    """A run longer than the lease stays the only one: the heartbeat extends it.
+
+    The lease's time is a fake clock moved past the ttl twice; the heartbeats themselves
+    run on their real timer (every ttl / 3), and the task runs until the test releases it.
+    """
+    release = tmp_path / "release"
     db = f"sqlite:///{tmp_path / 'history.db'}"
-    steps = [{"id": "s", "command": ["sleep", "2.2"]}]
+    steps = [{"id": "s", "command": ["sh", "-c", f"until [ -e {release} ]; do sleep 0.02; done"]}]
     first = load_pipeline(write(tmp_path / "a" / "p.yaml", state_dir="s", lease_ttl="0.9s",
                                 steps=steps))  # fmt: skip
     # Another state dir: no shared file lock, so only the lease can refuse the second run.
     second = load_pipeline(write(tmp_path / "b" / "p.yaml", state_dir="s", lease_ttl="0.9s",
                                  steps=steps))  # fmt: skip
-    with HistoryStore(db) as store:
+    clock = FakeClock(store_now())
+    t0 = clock.now()
+    with HistoryStore(db, clock=clock) as store:
         outcome: list[object] = []
-        thread = threading.Thread(target=lambda: outcome.append(Runner(first, store).run()))
+        runner = Runner(first, store, clock=clock)
+        thread = threading.Thread(target=lambda: outcome.append(runner.run()))
         thread.start()
         try:
             wait_for(lambda: store.get_lease("guarded") is not None, 10, "the lease")
-            time.sleep(1.3)  # well past the 0.9 s ttl
+            for _ in range(2):  # 1.2 s of lease time: past the 0.9 s ttl
+                clock.advance(0.6)
+
+                def beat_now() -> bool:
+                    holder = store.get_lease("guarded")
+                    return holder is not None and holder.heartbeat_at == clock.now()
+
+                wait_for(beat_now, 10, "a heartbeat")
             holder = store.get_lease("guarded")
-            assert holder is not None and holder.expires_at > SYSTEM_CLOCK.now()
+            assert holder is not None and holder.acquired_at == t0
+            assert holder.expires_at > clock.now() > t0 + timedelta(seconds=0.9)
             try:
-                Runner(second, store).run()
+                Runner(second, store, clock=clock).run()
                 raise AssertionError("a second run started while the first was running")
             except RunActiveError as exc:
                 assert "is active" in str(exc)
         finally:
+            release.write_text("")
             thread.join()
         assert getattr(outcome[0], "status", None) == "succeeded"
         assert len(store.list_runs()) == 1
@@ -327,7 +347,6 @@ def test_takeover_stops_a_task_the_dead_run_never_recorded(tmp_path: Path) -> No
 def test_a_busy_file_lock_without_a_lease_names_its_holder(tmp_path: Path) -> None:
     """A process holding the file lock but (still) no lease: after a short wait for its
     lease to show, the refusal names the lock file and what its holder wrote there."""
-    from planner.clock import FakeClock
     from planner.execution.guards import LOCK_SETTLE_S, PipelineLock
 
     pipeline_file = write(tmp_path / "p.yaml", state_dir="state",

@@ -204,16 +204,16 @@ def test_auto_concurrency_from_cpus_and_memory(make_pipeline: MakePipeline) -> N
     assert auto_concurrency(huge) == 1
 
 
-def test_auto_timeout_comes_from_the_request(
+def test_auto_timeout_comes_from_the_directives(
     make_pipeline: MakePipeline, store: HistoryStore
 ) -> None:
-    from planner.execution import TaskKey
+    from planner.execution import RunDirectives, TaskKey
 
     p = make_pipeline(
         accounts=["fast", "slow"],
         steps=[{"id": "s", "command": ["sleep", "0.4"], "per_account": True, "timeout": "auto"}],
     )
-    request = RunRequest(auto_timeouts={TaskKey("s", "slow"): 0.1}, kill_grace=0.2)
-    result = Runner(p, store, request).run()
+    directives = RunDirectives(timeouts={TaskKey("s", "slow"): 0.1})
+    result = Runner(p, store, RunRequest(kill_grace=0.2)).run(directives=directives)
     status = {r.account: r.status for r in store.attempts_for_run(result.run_id)}
     assert status == {"fast": "succeeded", "slow": "timed_out"}

@@ -61,19 +61,6 @@ def test_for_pipeline_resolves_db_option_env_and_state_dir(
     assert (tmp_path / "explicit.db").exists()
 
 
-def test_cli_db_url_is_history_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from planner.commands.common import db_url
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("PLANNER_DB", raising=False)
-    assert db_url(None) == history_url(None) == f"sqlite:///{tmp_path / '.planner' / 'history.db'}"
-    assert db_url(None, Path("~/st")) == f"sqlite:///{tmp_path / 'home' / 'st' / 'history.db'}"
-    monkeypatch.setenv("PLANNER_DB", "sqlite:///env.db")
-    assert db_url(None) == "sqlite:///env.db"
-    assert db_url("sqlite:///x.db") == "sqlite:///x.db"
-
-
 def test_unopenable_file_is_a_store_error(tmp_path: Path) -> None:
     (tmp_path / "history.db").mkdir()  # a folder where the file should be
     with pytest.raises(StoreError) as caught:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from planner.history import HistoryStore
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -104,3 +107,11 @@ FAST = {"max_iter": 30, "quantile_max_iter": 30, "learning_rate": 0.2}
 @pytest.fixture
 def fast_params() -> dict[str, float]:
     return dict(FAST)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[HistoryStore]:
+    """A real SQLite history: the model registry records and checks digests there."""
+    store = HistoryStore(f"sqlite:///{tmp_path / 'ledger' / 'history.db'}")
+    yield store
+    store.close()

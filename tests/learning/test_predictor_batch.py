@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from planner.history import HistoryStore
 from planner.learning import predictor as predictor_module
 from planner.learning.features import (
     attempt_features,
@@ -99,10 +100,13 @@ def test_query_features_of_many_tasks_match_attempt_features(
 
 @pytest.fixture
 def trained(
-    make_history: Callable[..., pd.DataFrame], tmp_path: Path, fast_params: dict
+    make_history: Callable[..., pd.DataFrame],
+    tmp_path: Path,
+    fast_params: dict,
+    ledger: HistoryStore,
 ) -> tuple[pd.DataFrame, Path]:
     frame = make_history(40, seed=11, quantities=None, noise=0.05)
-    registry = Registry(tmp_path / "models")
+    registry = Registry(tmp_path / "models", ledger=ledger)
     train_pipeline(
         frame, pipeline="p", registry=registry, model_params=fast_params, min_model_rows=100
     )
@@ -111,10 +115,10 @@ def trained(
 
 @pytest.mark.parametrize("with_model", [True, False])
 def test_repeated_tasks_get_the_estimates_of_each_task_alone(
-    trained: tuple[pd.DataFrame, Path], tmp_path: Path, with_model: bool
+    trained: tuple[pd.DataFrame, Path], tmp_path: Path, with_model: bool, ledger: HistoryStore
 ) -> None:
     frame, root = trained
-    predictor = Predictor.load(root if with_model else tmp_path / "none", "p", frame)
+    predictor = Predictor.load(root if with_model else tmp_path / "none", "p", frame, ledger=ledger)
     assert predictor.mode == ("model" if with_model else "baselines")
     now = frame["finished_at"].max().to_pydatetime() + timedelta(minutes=5)
     tasks = _mixed_tasks() * 3
@@ -127,12 +131,12 @@ def test_repeated_tasks_get_the_estimates_of_each_task_alone(
 
 
 def test_predict_sets_the_model_thread_limit_without_rediscovering_libraries(
-    trained: tuple[pd.DataFrame, Path], monkeypatch: pytest.MonkeyPatch
+    trained: tuple[pd.DataFrame, Path], monkeypatch: pytest.MonkeyPatch, ledger: HistoryStore
 ) -> None:
     import threadpoolctl
 
     frame, root = trained
-    predictor = Predictor.load(root, "p", frame)
+    predictor = Predictor.load(root, "p", frame, ledger=ledger)
     assert predictor.threads == 1 and predictor.model is not None
     assert predictor.model.threads is None  # applied by the predictor instead
 

@@ -1,9 +1,13 @@
-"""The model registry: save, promote, load with checks before unpickling, list, CLI."""
+"""The model registry: save, promote, load with checks before unpickling, list, CLI.
+
+Every registry here has a real SQLite history as its ledger (the attack on the card and
+the ledger itself: test_registry_trust.py)."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from sklearn.linear_model import LinearRegression
 from planner.cli import main
 from planner.clock import FakeClock
 from planner.errors import ModelError
+from planner.history import HistoryStore
 from planner.learning.registry import (
     CARD_FILE,
     CURRENT_FILE,
@@ -51,8 +56,15 @@ def _card(**extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    return Registry(tmp_path / "models", clock=FakeClock())
+def ledger(tmp_path: Path) -> Iterator[HistoryStore]:
+    store = HistoryStore(f"sqlite:///{tmp_path / 'state' / 'history.db'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def registry(tmp_path: Path, ledger: HistoryStore) -> Registry:
+    return Registry(tmp_path / "models", ledger=ledger, clock=FakeClock())
 
 
 def _fitted() -> LinearRegression:
@@ -69,6 +81,8 @@ def test_round_trip_keeps_the_object_and_writes_a_full_card(registry: Registry) 
     assert card["model_id"] == model_id
     assert card["kind"] == "test" and card["training"]["rows"] == 1234
     assert card["versions"] == library_versions()
+    assert registry.ledger is not None
+    assert registry.ledger.model_digest("etl", model_id) == card["sha256"]
     assert set(card["versions"]) >= {"python", "sklearn", "numpy", "pandas", "joblib"}
     assert len(card["sha256"]) == 64 and model_id.endswith(card["sha256"][:8])
     assert model_id.startswith("20260101T000000Z-")
@@ -85,9 +99,9 @@ def test_round_trip_keeps_the_object_and_writes_a_full_card(registry: Registry) 
     assert loaded.obj.predict(np.array([[4.0]]))[0] == pytest.approx(8.0)
 
 
-def test_load_by_id_and_promotion_switches_current(tmp_path: Path) -> None:
+def test_load_by_id_and_promotion_switches_current(tmp_path: Path, ledger: HistoryStore) -> None:
     clock = FakeClock()
-    registry = Registry(tmp_path, clock=clock)
+    registry = Registry(tmp_path / "models", ledger=ledger, clock=clock)
     first = registry.save("p", {"v": 1}, _card())
     clock.advance(60)
     second = registry.save("p", {"v": 2}, _card())
@@ -238,23 +252,21 @@ def test_names_cannot_escape_the_registry(registry: Registry) -> None:
         registry.load("p")
 
 
-def test_a_corrupt_pickle_with_a_matching_card_is_a_model_error(registry: Registry) -> None:
-    model_id = registry.save("p", {"v": 1}, _card())
-    path = registry.root / "p" / model_id / MODEL_FILE
-    path.write_bytes(b"not a pickle at all")
-    card_path = path.parent / CARD_FILE
-    card = json.loads(card_path.read_text())
-    import hashlib
+def test_a_corrupt_pickle_recorded_as_saved_is_a_model_error(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken_dump(obj: Any, path: Any, *args: Any, **kwargs: Any) -> None:
+        Path(path).write_bytes(b"not a pickle at all")  # e.g. a bad disk while saving
 
-    card["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    card_path.write_text(json.dumps(card))
+    monkeypatch.setattr(joblib, "dump", broken_dump)
+    model_id = registry.save("p", {"v": 1}, _card())  # its digest is recorded as written
     with pytest.raises(ModelError, match="cannot unpickle"):
         registry.load("p", model_id)
 
 
-def _two_pipelines(root: Path) -> tuple[str, str, str]:
+def _two_pipelines(root: Path, ledger: HistoryStore) -> tuple[str, str, str]:
     clock = FakeClock()
-    registry = Registry(root, clock=clock)
+    registry = Registry(root, ledger=ledger, clock=clock)
     a1 = registry.save("alpha", {"v": 1}, _card())
     clock.advance(3600)
     a2 = registry.save("alpha", {"v": 2}, _card(kind="hgb"))
@@ -264,9 +276,10 @@ def _two_pipelines(root: Path) -> tuple[str, str, str]:
     return a1, a2, b1
 
 
-def test_list_reports_every_model_and_the_live_one(tmp_path: Path) -> None:
-    a1, a2, b1 = _two_pipelines(tmp_path)
-    registry = Registry(tmp_path)
+def test_list_reports_every_model_and_the_live_one(tmp_path: Path, ledger: HistoryStore) -> None:
+    root = tmp_path / "models"
+    a1, a2, b1 = _two_pipelines(root, ledger)
+    registry = Registry(root, ledger=None)  # listing reads cards only: no history needed
     entries = registry.list()
     assert [(e["pipeline"], e["id"], e["current"]) for e in entries] == [
         ("alpha", a1, True),
@@ -277,43 +290,57 @@ def test_list_reports_every_model_and_the_live_one(tmp_path: Path) -> None:
     assert "not valid JSON" in entries[2]["error"]
     assert [e["id"] for e in registry.list("beta")] == [b1]
     assert registry.list("gamma") == []
-    assert Registry(tmp_path / "absent").list() == []
+    assert Registry(tmp_path / "absent", ledger=None).list() == []
 
 
 def test_models_command_json_and_table(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    ledger: HistoryStore,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    a1, a2, b1 = _two_pipelines(tmp_path)
-    assert main(["models", "--models", str(tmp_path), "--json"]) == 0
+    root = tmp_path / "models"
+    a1, a2, b1 = _two_pipelines(root, ledger)
+    db = f"sqlite:///{tmp_path / 'state' / 'history.db'}"
+    monkeypatch.delenv("PLANNER_DB", raising=False)
+    assert main(["models", "--models", str(root), "--json"]) == 0
     document = json.loads(capsys.readouterr().out)
-    assert document["root"] == str(tmp_path)
+    assert document["root"] == str(root) and "history" not in document
     assert [(m["id"], m["current"]) for m in document["models"]] == [
         (a1, True),
         (a2, False),
         (b1, False),
     ]
-    assert main(["models", "--models", str(tmp_path), "--pipeline", "alpha", "--json"]) == 0
+    assert main(["models", "--models", str(root), "--pipeline", "alpha", "--json"]) == 0
     assert [m["id"] for m in json.loads(capsys.readouterr().out)["models"]] == [a1, a2]
 
-    monkeypatch.setenv("PLANNER_MODELS", str(tmp_path))
+    monkeypatch.setenv("PLANNER_MODELS", str(root))
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["models", "--pipeline", "alpha"]) == 0
     out = capsys.readouterr().out
     assert a1 in out and a2 in out and "10.0%" in out and "12 s" in out
     assert "1,234" in out and "2026-01-01 to 2026-01-02" in out
 
-    path = tmp_path / "alpha" / a2 / MODEL_FILE
+    path = root / "alpha" / a2 / MODEL_FILE
     path.write_bytes(path.read_bytes() + b"!")
-    assert main(["models", "--models", str(tmp_path), "--verify", "--json"]) == 0
-    checked = {
-        m["id"]: (m["verified"], m["problem"])
-        for m in json.loads(capsys.readouterr().out)["models"]
-        if "error" not in m
-    }
+    assert main(["models", "--models", str(root), "--db", db, "--verify", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["history"] == db
+    checked = {m["id"]: (m["verified"], m["problem"]) for m in document["models"]}
     assert checked[a1] == (True, None)
     assert checked[a2][0] is False and "sha256" in checked[a2][1]
-    assert main(["models", "--models", str(tmp_path), "--verify"]) == 0
-    assert "does not match" in capsys.readouterr().out
+    assert checked[b1][0] is False and "not valid JSON" in checked[b1][1]
+    assert main(["models", "--models", str(root), "--db", db, "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "does not match" in out and "trusted" in out
+    assert f"1 of 3 models trusted: digest recorded in the history {db}" in out
+
+    # another history never saw these models: none is trusted
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert main(["models", "--models", str(root), "--db", other, "--verify", "--json"]) == 0
+    problems = {m["id"]: m["problem"] for m in json.loads(capsys.readouterr().out)["models"]}
+    assert "digest not recorded in the history" in problems[a1]
+    assert "retrain with planner train" in problems[a1]
 
     assert main(["models", "--models", str(tmp_path / "none")]) == 0
     assert "no models" in capsys.readouterr().out

@@ -85,7 +85,7 @@ def test_train_json_shape(
         assert set(scores) == METHOD_KEYS
         assert 0.0 <= scores["overrun"] <= 1.0
     assert doc["methods"]["last10_x1.2"]["median_bound_ratio"] > 0
-    assert Registry(models).current_id("syn") == doc["model_id"]
+    assert Registry(models, ledger=None).current_id("syn") == doc["model_id"]
     assert "new one is live" in out.err
     assert "clamped" in out.err  # the ACI clamp count is reported
 
@@ -98,7 +98,7 @@ def test_train_every_pipeline_prints_the_table(
     assert code == 0
     for text in ("syn", "small", "last10_x1.2", "MdAPE", "overrun", "baselines only", "per step"):
         assert text in out
-    registry = Registry(tmp_path / "m")
+    registry = Registry(tmp_path / "m", ledger=None)
     assert registry.current_id("syn") and registry.current_id("small")
     # each pipeline has its own table and save line: 20 attempts of "small" are too few
     # for boosting, the 200 of "syn" are not

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from planner.errors import UsageError
+from planner.history import HistoryStore
 from planner.learning.models import ModelBundle
 from planner.learning.predictor import Predictor
 from planner.learning.registry import Registry
@@ -18,10 +19,10 @@ from planner.planning.model import TaskQuery
 
 
 def test_tiny_history_trains_baselines_only_and_still_predicts_and_bounds(
-    make_history: Callable[..., pd.DataFrame], tmp_path: Path
+    make_history: Callable[..., pd.DataFrame], tmp_path: Path, ledger: HistoryStore
 ) -> None:
     frame = make_history(4, steps=("s",), accounts=("a1", "a2"))  # 8 attempts
-    registry = Registry(tmp_path)
+    registry = Registry(tmp_path, ledger=ledger)
     result = train_pipeline(frame, pipeline="tiny", registry=registry, holdout=0.3)
     assert result.baselines_only
     assert any("baselines only" in m for m in result.messages)
@@ -29,7 +30,7 @@ def test_tiny_history_trains_baselines_only_and_still_predicts_and_bounds(
     card = registry.card("tiny", result.model_id)
     assert card["kind"] == "baselines"
     assert card["training"]["rows"] == 8
-    predictor = Predictor.load(tmp_path, "tiny", frame)
+    predictor = Predictor.load(tmp_path, "tiny", frame, ledger=ledger)
     assert predictor.mode == "model"
     now = frame["finished_at"].max().to_pydatetime() + timedelta(minutes=1)
     tasks = [
@@ -42,26 +43,31 @@ def test_tiny_history_trains_baselines_only_and_still_predicts_and_bounds(
     assert all(e.bound_s >= e.predicted_s > 0 for e in est)
 
 
-def test_one_attempt_is_enough(make_history: Callable[..., pd.DataFrame], tmp_path: Path) -> None:
+def test_one_attempt_is_enough(
+    make_history: Callable[..., pd.DataFrame], tmp_path: Path, ledger: HistoryStore
+) -> None:
     frame = make_history(1, steps=("s",), accounts=("a",))
-    result = train_pipeline(frame, pipeline="one", registry=Registry(tmp_path))
+    result = train_pipeline(frame, pipeline="one", registry=Registry(tmp_path, ledger=ledger))
     assert result.rows_test == 0
     assert any("no holdout" in m for m in result.messages)
     assert result.as_json()["methods"]["model"]["mae_s"] is None
 
 
 def test_empty_history_is_bad_input(
-    make_history: Callable[..., pd.DataFrame], tmp_path: Path
+    make_history: Callable[..., pd.DataFrame], tmp_path: Path, ledger: HistoryStore
 ) -> None:
     frame = make_history(1).iloc[:0]
     with pytest.raises(UsageError, match="no finished attempt"):
-        train_pipeline(frame, pipeline="none", registry=Registry(tmp_path))
+        train_pipeline(frame, pipeline="none", registry=Registry(tmp_path, ledger=ledger))
 
 
 def test_promotes_only_when_not_worse_on_the_recent_holdout(
-    make_history: Callable[..., pd.DataFrame], tmp_path: Path, fast_params: dict
+    make_history: Callable[..., pd.DataFrame],
+    tmp_path: Path,
+    ledger: HistoryStore,
+    fast_params: dict,
 ) -> None:
-    registry = Registry(tmp_path)
+    registry = Registry(tmp_path, ledger=ledger)
     # durations follow a quantity that never repeats: boosting beats the grouped means
     frame = make_history(60, seed=7, quantities=None, noise=0.05, drift=0.5)
     first = train_pipeline(

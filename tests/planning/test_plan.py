@@ -99,6 +99,8 @@ def test_plan_json_shape_and_grouping() -> None:
     assert set(doc) == {
         "pipeline",
         "concurrency",
+        "concurrency_rule",
+        "cpu_per_task",
         "run",
         "steps",
         "tasks",
@@ -111,8 +113,10 @@ def test_plan_json_shape_and_grouping() -> None:
     assert doc["concurrency"] == 4
     assert doc["run"]["critical_path"] == ["1", "2"]
     assert {tuple(sorted(s)) for s in doc["steps"]} == {
-        ("lower_bound_s", "makespan_s", "step", "tasks")
+        ("bound_s", "end_s", "lower_bound_s", "makespan_s", "start_s", "step", "tasks")
     }
+    assert doc["concurrency_rule"] == "fixed at 4"
+    assert doc["cpu_per_task"] is None  # the estimates carry no CPU share
     assert {tuple(sorted(t)) for t in doc["tasks"]} == {
         ("account", "bound_s", "predicted_s", "slot", "source", "step")
     }

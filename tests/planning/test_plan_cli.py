@@ -17,6 +17,8 @@ from planner.cli import main
 PLAN_KEYS = {
     "pipeline",
     "concurrency",
+    "concurrency_rule",
+    "cpu_per_task",
     "run",
     "steps",
     "tasks",

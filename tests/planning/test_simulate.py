@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.commands.simulate import run_simulation
 from planner.planning.simulate import (
     POLICIES,
     Series,
@@ -22,6 +21,7 @@ from planner.planning.simulate import (
     split_bounds,
     split_time,
 )
+from planner.service.simulation import run_simulation
 
 RULES = ("fixed", "avg10_x1.2", "oracle")
 

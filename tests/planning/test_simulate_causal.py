@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from planner.commands.simulate import planner_bounds
 from planner.learning.online import MIN_MODEL_ROWS, causal_bounds
 from planner.planning.simulate import (
     Series,
@@ -16,6 +15,7 @@ from planner.planning.simulate import (
     policy_intervals,
     split_time,
 )
+from planner.service.simulation import planner_bounds
 
 HOUR = 3600.0
 
