@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from planner.history import HistoryStore
 from planner.learning.predictor import Predictor
 from planner.learning.registry import Registry
 from planner.learning.training import train_pipeline
@@ -116,14 +117,15 @@ def bench_latency() -> None:
     tasks = _tasks(frame)
     now = frame["finished_at"].max().floor("s").to_pydatetime() + timedelta(hours=1)
     with tempfile.TemporaryDirectory() as tmp:
-        registry = Registry(Path(tmp) / "models")
+        ledger = HistoryStore(f"sqlite:///{tmp}/history.db")  # records the trained digests
+        registry = Registry(Path(tmp) / "models", ledger=ledger)
         t = time.perf_counter()
         result = train_pipeline(frame, pipeline="bench", registry=registry)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
-        model = Predictor.load(registry.root, "bench", frame)
+        model = Predictor.load(registry.root, "bench", frame, ledger=ledger)
         load_s = time.perf_counter() - t
-        baseline = Predictor.load(Path(tmp) / "no-models", "bench", frame)
+        baseline = Predictor.load(Path(tmp) / "no-models", "bench", frame, ledger=ledger)
         model_t, base_t = _timings_ms([model, baseline], tasks, now)
     print(f"history: {len(frame):,} attempts ({STEPS} steps x {ACCOUNTS} accounts x 8 runs)")
     print(f"training: {fit_s:.1f} s, variant {result.variant}; predictor load {load_s:.2f} s")
@@ -142,7 +144,8 @@ def bench_training(rows: int) -> None:
     gen_s = time.perf_counter() - t
     print(f"history: {len(frame):,} synthetic attempts (generated in {gen_s:.1f} s)")
     with tempfile.TemporaryDirectory() as tmp:
-        registry = Registry(Path(tmp))
+        ledger = HistoryStore(f"sqlite:///{tmp}/history.db")
+        registry = Registry(Path(tmp) / "models", ledger=ledger)
         t = time.perf_counter()
         base = train_pipeline(frame, pipeline="base", registry=registry, min_model_rows=10**12)
         base_s = time.perf_counter() - t

@@ -132,7 +132,7 @@ def _latency_with_predictor(
 
     import pandas as pd
 
-    from planner.history import FRAME_DTYPES
+    from planner.history import FRAME_DTYPES, HistoryStore
     from planner.learning.predictor import Predictor
     from planner.learning.registry import Registry
     from planner.learning.training import train_pipeline
@@ -175,14 +175,15 @@ def _latency_with_predictor(
     frame = pd.DataFrame(rows)
     frame = frame.astype({k: v for k, v in FRAME_DTYPES.items() if k != "params"})
     with tempfile.TemporaryDirectory() as tmp:
-        registry = Registry(Path(tmp) / "models")
+        ledger = HistoryStore(f"sqlite:///{tmp}/history.db")  # records the trained digests
+        registry = Registry(Path(tmp) / "models", ledger=ledger)
         t = time.perf_counter()
         train_pipeline(frame, pipeline="bench", registry=registry)  # default settings
         trained_s = time.perf_counter() - t
         loaded, predictors = {}, {}
         for name, root in (("model", registry.root), ("baselines", Path(tmp) / "none")):
             t = time.perf_counter()
-            predictors[name] = Predictor.load(root, "bench", frame)
+            predictors[name] = Predictor.load(root, "bench", frame, ledger=ledger)
             loaded[name] = time.perf_counter() - t
         times: dict[str, list[float]] = {name: [] for name in predictors}
         cpu: dict[str, list[float]] = {name: [] for name in predictors}

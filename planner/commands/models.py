@@ -15,12 +15,9 @@ which models are trusted. Listing alone does not open the history.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from planner.commands.common import add_db_option, add_json_option, add_models_option, print_json
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["register"]
 

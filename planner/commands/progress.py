@@ -38,7 +38,8 @@ def _stopping(event: RunStopping) -> str:
 
 
 class PlainProgress:
-    """One line per attempt that ended, for logs and pipes."""
+    """One line per attempt that ended, for logs and pipes (the command prints the run's
+    first and last lines)."""
 
     def __init__(self, out: TextIO) -> None:
         self.out = out
@@ -49,7 +50,6 @@ class PlainProgress:
 
     def on_event(self, event: RunEvent) -> None:
         from planner.execution import (
-            RunFinished,
             RunStarted,
             RunStopping,
             TaskFinished,
@@ -59,8 +59,8 @@ class PlainProgress:
         )
 
         match event:
-            case RunStarted(run_id=run_id, totals=totals, concurrency=concurrency):
-                self._line(f"run {run_id}: {sum(totals.values())} tasks, concurrency {concurrency}")
+            case RunStarted():
+                self.t0 = time.monotonic()  # times count from the run's start, not planning
             case TaskRetrying():
                 self._line(
                     f"{self._name(event.key.label, event.attempt)}: {event.status} "
@@ -76,8 +76,6 @@ class PlainProgress:
                 self._line(f"cancelled {len(keys)} task(s) that had not started")
             case RunStopping():
                 self._line(_stopping(event))
-            case RunFinished(result=result):
-                self._line(f"run {result.run_id}: {result.status}")
 
     @staticmethod
     def _name(label: str, attempt: int) -> str:

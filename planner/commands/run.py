@@ -101,18 +101,22 @@ def handle(args: argparse.Namespace) -> int:
     with Instance.for_pipeline(pipeline, db=args.db, models=args.models) as instance:
         try:
             session = prepare_run(instance, pipeline, request, observer=observer)
-            for note in session.notes:  # stderr: stdout carries only the document with --json
-                print(f"planner: note: {note}", file=sys.stderr)
             plan = session.plan
-            if not args.json:
-                print(
-                    f"plan: predicted {format_duration(plan.run.predicted_s)} (bound "
-                    f"{format_duration(plan.run.bound_s)}) for {len(plan.tasks)} task(s) at "
-                    f"concurrency {plan.concurrency}, longest first",
-                    flush=True,
-                )
+
+            def started(run_id: str) -> None:
+                # Said once the run holds its lease: a refused run prints only its error.
+                for note in session.notes:  # stderr: stdout carries only --json's document
+                    print(f"planner: note: {note}", file=sys.stderr)
+                if not (args.json or args.quiet):
+                    print(
+                        f"run {run_id}: predicted {format_duration(plan.run.predicted_s)} "
+                        f"(bound {format_duration(plan.run.bound_s)}) for {len(plan.tasks)} "
+                        f"task(s) at concurrency {plan.concurrency}, longest first",
+                        flush=True,
+                    )
+
             with handle_signals(session.runner):
-                result = session.execute().result
+                result = session.execute(started).result
         finally:
             if isinstance(observer, LiveProgress):
                 observer.close()

@@ -159,16 +159,18 @@ def print_show(document: dict[str, Any], *, failures_only: bool = False) -> None
             f" against predicted {format_duration(run['predicted_s'])}"
             f" (bound {format_duration(run['bound_s'])})"
         )
-    console.print(
-        f"run [bold]{run['run_id']}[/bold] of {escape(run['pipeline'])}: {_styled(run['status'])}, "
-        f"{format_duration(duration) if duration is not None else 'running'}{versus}, "
-        f"concurrency {run.get('concurrency') or '?'} ({tasks})"
-    )
     attempts = document["attempts"]
-    if failures_only:
+    if failures_only:  # after a run, whose summary line follows
         attempts = [a for a in attempts if a["status"] != "succeeded"]
         if not attempts:
             return
+    else:
+        console.print(
+            f"run [bold]{run['run_id']}[/bold] of {escape(run['pipeline'])}: "
+            f"{_styled(run['status'])}, "
+            f"{format_duration(duration) if duration is not None else 'running'}{versus}, "
+            f"concurrency {run.get('concurrency') or '?'} ({tasks})"
+        )
     table = Table()
     for column in ("step", "account", "try", "status", "started", "duration", "exit"):
         table.add_column(column, no_wrap=column in ("status", "started", "duration"))

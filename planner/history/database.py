@@ -167,7 +167,7 @@ def ensure_schema(engine: Engine, where: str) -> None:
         raise SchemaVersionError(
             where,
             f"the history has schema version {version}; this planner knows versions up to "
-            f"{SCHEMA_VERSION} (older ones are migrated): use a planner that knows it",
+            f"{SCHEMA_VERSION}: upgrade planner to read it",
         )
 
 

@@ -22,7 +22,6 @@ from planner.history.schema import leases
 __all__ = [
     "HolderAlive",
     "acquire",
-    "attach_run",
     "current",
     "heartbeat",
     "holder_process_alive",
@@ -104,16 +103,6 @@ def heartbeat(conn: Connection, pipeline: str, owner_id: str, ttl_s: float, now:
         update(leases)
         .where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
         .values(heartbeat_at=now, expires_at=now + timedelta(seconds=ttl_s))
-    )
-    return result.rowcount == 1
-
-
-def attach_run(conn: Connection, pipeline: str, owner_id: str, run_id: str) -> bool:
-    """Record which run our lease is for; False when it is no longer ours."""
-    result = conn.execute(
-        update(leases)
-        .where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
-        .values(run_id=run_id)
     )
     return result.rowcount == 1
 

@@ -15,6 +15,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from planner.status import AttemptStatus, RunStatus  # re-exported: the history's vocabulary
+
 __all__ = [
     "STDERR_TAIL_BYTES",
     "AttemptOutcome",
@@ -36,29 +38,6 @@ __all__ = [
 STDERR_TAIL_BYTES = 4096
 
 ParamValue = str | int | float | bool | None
-
-
-class RunStatus(StrEnum):
-    """The state of a run."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    ABANDONED = "abandoned"
-
-
-class AttemptStatus(StrEnum):
-    """The state of one task attempt (``unknown`` only comes from imports)."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-    INTERRUPTED = "interrupted"
-    UNKNOWN = "unknown"
 
 
 class TakeoverReason(StrEnum):

@@ -367,11 +367,6 @@ class HistoryStore:
         with self._write() as conn:
             return lease_ops.heartbeat(conn, pipeline, owner_id, ttl_s, now)
 
-    def attach_lease_run(self, pipeline: str, owner_id: str, run_id: str) -> bool:
-        """Name the run our lease is for; False when we lost it."""
-        with self._write() as conn:
-            return lease_ops.attach_run(conn, pipeline, owner_id, run_id)
-
     def release_lease(self, pipeline: str, owner_id: str) -> None:
         """Give our lease up (nothing happens when it is not ours)."""
         with self._write() as conn:

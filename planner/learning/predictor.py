@@ -123,13 +123,18 @@ class Predictor:
         ``ledger`` is None, is refused before unpickling and the baselines predict, with
         a one-line warning saying why."""
         warnings: list[str] = []
+        done = finished_attempts(history)
         registry = Registry(Path(models_dir), ledger=ledger)
         bundle: ModelBundle | None = None
         model_id: str | None = None
         try:
             model_id = registry.current_id(pipeline)
             if model_id is None:
-                warnings.append(f"no trained model for pipeline {pipeline!r}; using baselines")
+                if not done.empty:  # without any history, the line below says it all
+                    warnings.append(
+                        f"no trained model for pipeline {pipeline!r} in {models_dir}; "
+                        "using baselines (train with planner train)"
+                    )
             else:
                 loaded = registry.load(pipeline, model_id)
                 if isinstance(loaded.obj, ModelBundle):
@@ -139,7 +144,6 @@ class Predictor:
         except ModelError as exc:
             label = f"model {model_id}" if model_id else "model"
             warnings.append(f"{label}: {exc}; using baselines")
-        done = finished_attempts(history)
         memory = _fit_memory(done)
         threads: int | None = None
         model: DurationModel | None
@@ -149,7 +153,8 @@ class Predictor:
             mode = "model"
         elif done.empty:
             warnings.append(
-                f"no history for pipeline {pipeline!r}: every task gets the default {default_s} s"
+                f"no history for pipeline {pipeline!r} yet: every task is planned at the "
+                f"default {default_s:g} s until its first run is recorded"
             )
             model, model_id, mode = None, None, "default"
         else:

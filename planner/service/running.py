@@ -16,6 +16,7 @@ run exists, so prediction error can be followed run by run.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -68,7 +69,10 @@ def directives_for(pipeline: Pipeline, plan: Plan) -> tuple[RunDirectives, list[
             else:
                 no_timeout[task.step] += 1
     notes = []
-    if unknown:
+    whole = sum(unknown.values()) == len(plan.tasks) and any(
+        w.startswith("no history for pipeline") for w in plan.warnings
+    )  # the predictor's warning already says every task is at the default
+    if unknown and not whole:
         notes.append(
             f"{sum(unknown.values())} task(s) have no history (step(s) "
             f"{_steps(unknown)}): planned at the default estimate"
@@ -110,14 +114,18 @@ class RunSession:
         #: One-line notes for the operator: plan warnings, tasks without history.
         self.notes: list[str] = [*plan.warnings, *notes]
 
-    def execute(self) -> RunOutcome:
+    def execute(self, on_started: Callable[[str], None] | None = None) -> RunOutcome:
         """Run to the end (or until stopped); the plan is stored with the run's id.
 
+        ``on_started(run_id)`` is called once the run holds its lease and exists in the
+        history (a front end prints its notes there, so a refused run says only why).
         Raises ``RunActiveError`` when another run of the pipeline is active."""
         store = self.instance.store
 
         def store_plan(run_id: str) -> None:
             save_plan(store, self.plan, run_id)
+            if on_started is not None:
+                on_started(run_id)
 
         result = self.runner.run(self.prepared, directives=self.directives, on_created=store_plan)
         return RunOutcome(result=result, plan=self.plan)

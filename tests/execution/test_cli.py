@@ -11,9 +11,11 @@ import yaml
 from .conftest import planner_cli
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
-RUN_KEYS = {"run_id", "pipeline", "status", "started_at", "finished_at", "duration_s", "tasks"}
+RUN_KEYS = {"run_id", "pipeline", "status", "started_at", "finished_at", "duration_s", "tasks",
+            "predicted_s", "bound_s", "concurrency"}  # fmt: skip
 ATTEMPT_KEYS = {"step", "account", "attempt", "status", "started_at", "finished_at",
-                "duration_s", "exit_code", "error_class", "peak_rss_mb", "cpu_s"}  # fmt: skip
+                "duration_s", "exit_code", "error_class", "peak_rss_mb", "cpu_s",
+                "stderr_tail"}  # fmt: skip
 
 
 def cli(*args: str, cwd: Path) -> tuple[int, str, str]:
@@ -38,8 +40,12 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     for attempt in doc["attempts"]:
         assert set(attempt) == ATTEMPT_KEYS
         assert ISO.match(attempt["started_at"]) and ISO.match(attempt["finished_at"])
-    seen = {(a["step"], a["account"], a["exit_code"], a["error_class"]) for a in doc["attempts"]}
-    assert seen == {("ok", "a", 0, None), ("ok", "b", 0, None), ("bad", None, 9, "default")}
+    seen = {(a["step"], a["account"], a["exit_code"], a["error_class"], a["stderr_tail"])
+            for a in doc["attempts"]}  # fmt: skip
+    assert seen == {("ok", "a", 0, None, None), ("ok", "b", 0, None, None),
+                    ("bad", None, 9, "default", "boom\n")}  # fmt: skip
+    # the run's own plan: three tasks at the 60 s default (no history yet), one at a time
+    assert doc["run"]["predicted_s"] == 180.0 and doc["run"]["concurrency"] == 1
     run_id = doc["run"]["run_id"]
 
     code, out, _ = cli("run", str(pipeline), "--steps", "ok", "--accounts", "b", "--json",
@@ -57,7 +63,7 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     assert code == 0 and json.loads(out) == doc
 
     code, out, _ = cli("show", run_id, "--db", db, cwd=tmp_path)
-    assert code == 0 and run_id in out and "boom" not in out
+    assert code == 0 and run_id in out and "boom" in out  # the failed attempt's stderr tail
 
     code, _, err = cli("show", "nope", "--db", db, cwd=tmp_path)
     assert code == 2 and err.startswith("planner: error: nope: no such run")
@@ -83,14 +89,17 @@ def test_run_prints_plain_progress_when_not_a_terminal(tmp_path: Path) -> None:
     assert code == 0
     lines = out.splitlines()
     assert any(line.endswith("one: succeeded") for line in lines)
-    assert any(re.search(r"run \S+: succeeded \(2 succeeded\)", line) for line in lines)
+    assert re.search(r"^run \S+: predicted 2m 0s \(bound \S+ \S+\) for 2 task\(s\) at "
+                     r"concurrency 1, longest first$", lines[0])  # fmt: skip
+    assert re.search(r"^run \S+: succeeded in \S+ \(predicted 2m 0s, bound .*\): 2 succeeded$",
+                     out, re.M)  # fmt: skip
     assert " of plain: " not in out  # the attempt table is for --quiet and --json only
 
     code, out, _ = cli("run", str(pipeline), "--quiet", cwd=tmp_path)
     assert code == 0 and not re.search(r"^\[\s*\d", out, re.M)  # no progress lines
-    assert re.search(r"^run \S+ of plain: succeeded", out, re.M)  # the attempt table ...
-    assert re.search(r"\bone\b.*\bsucceeded\b", out) and re.search(r"\btwo\b.*\bsucceeded\b", out)
-    assert re.search(r"^run \S+: succeeded \(2 succeeded\)$", out, re.M)  # ... then the summary
+    assert re.search(r"^run \S+: succeeded in .*: 2 succeeded$", out.splitlines()[0])  # summary
+    assert "longest first" not in out  # ... without the plan line
+    assert "┃ step" not in out  # ... and no table: --quiet lists failed attempts only
 
 
 def test_demo_builds_a_history(tmp_path: Path) -> None:

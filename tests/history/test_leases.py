@@ -91,9 +91,8 @@ def test_same_host_live_owner_keeps_it(store_url: str) -> None:
 
 
 def test_heartbeat_extends_and_release_frees(store: HistoryStore) -> None:
-    owner = LeaseOwner("owner-1", "host-b", 1, None)
+    owner = LeaseOwner("owner-1", "host-b", 1, "run-1")
     store.acquire_lease("nightly", owner, 60, T0)
-    assert store.attach_lease_run("nightly", "owner-1", "run-1")
     assert store.heartbeat("nightly", "owner-1", 60, T0 + timedelta(seconds=50))
     lease = store.get_lease("nightly")
     assert lease is not None and lease.run_id == "run-1"

@@ -337,6 +337,7 @@ def test_models_command_json_and_table(
 
     # another history never saw these models: none is trusted
     other = f"sqlite:///{tmp_path / 'other.db'}"
+    HistoryStore(other).close()
     assert main(["models", "--models", str(root), "--db", other, "--verify", "--json"]) == 0
     problems = {m["id"]: m["problem"] for m in json.loads(capsys.readouterr().out)["models"]}
     assert "digest not recorded in the history" in problems[a1]

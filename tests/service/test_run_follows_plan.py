@@ -108,7 +108,10 @@ def test_first_run_says_tasks_have_no_history(
     code = main(["run", str(path)])
     captured = capsys.readouterr()
     assert code == 0
-    assert "planner: note: 2 task(s) have no history (step(s) work)" in captured.err
+    assert (
+        "planner: note: no history for pipeline 'follow' yet: every task is planned at the "
+        "default 60 s until its first run is recorded" in captured.err
+    )
     assert (
         "planner: note: timeout: auto: 2 task(s) of step(s) work have no history and run "
         "without a timeout" in captured.err
@@ -195,9 +198,9 @@ def test_the_whole_loop_from_a_fresh_process(tmp_path: Path) -> None:
     proc = run()
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("plan: predicted ")
+    assert lines[0].startswith("run ") and ": predicted " in lines[0]
     assert "for 2 task(s) at concurrency" in lines[0]
-    summary = next(line for line in lines if line.startswith("run "))
+    summary = next(line for line in lines if ": succeeded in " in line)
     assert ": succeeded in " in summary and "(predicted " in summary
     assert "2 succeeded" in summary
     assert any(line.startswith("details: planner show ") for line in lines)
