@@ -125,6 +125,7 @@ def stage_history(ctx: DemoContext) -> None:
     from planner.service import Instance
     from planner.service.running import prepare_run
     from planner.service.views import run_summary
+    from planner.units import format_duration
 
     ctx.state_dir.mkdir(parents=True, exist_ok=True)
     ctx.pipeline_file = write_demo_pipeline(ctx.state_dir)
@@ -140,7 +141,6 @@ def stage_history(ctx: DemoContext) -> None:
         ctx.db_url = store.url
         for number in range(ctx.runs):
             factor = DEMO_SCALES[number % len(DEMO_SCALES)]
-            t0 = time.monotonic()
             session = prepare_run(instance, scaled(ctx.pipeline, factor), RunRequest())
             with handle_signals(session.runner):
                 outcome = session.execute()
@@ -155,8 +155,9 @@ def stage_history(ctx: DemoContext) -> None:
             summaries.append(summary)
             ctx.say(
                 f"  run {number + 1}/{ctx.runs} {result.run_id}: quantity x{factor}, "
-                f"{result.status} in {time.monotonic() - t0:.1f}s "
-                f"(predicted {plan.run.predicted_s:.1f}s, concurrency {result.concurrency}, "
+                f"{result.status} in {format_duration(summary['duration_s'] or 0.0)} "
+                f"(predicted {format_duration(plan.run.predicted_s)}, "
+                f"concurrency {result.concurrency}, "
                 f"{retries} retried attempt(s))"
             )
             if result.status == "cancelled":

@@ -239,7 +239,6 @@ def test_plain_lines_name_exit_code_error_class_and_retry() -> None:
         plain.on_event(event)
     lines = [re.sub(r"^\[\s*[\d.]+s\] ", "", line) for line in out.getvalue().splitlines()]
     assert lines == [
-        "run r1: 2 tasks, concurrency 4",
         "1[acct-03]: failed (exit 75, network_error), retry 2 in 2.0s",
         "1[acct-03] attempt 2: timed_out (exit 143, timeout)",
         "2: skipped (upstream task 1[acct-03] failed)",
