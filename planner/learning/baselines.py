@@ -6,9 +6,15 @@ history at the attempt's start, falling back along :data:`BASELINE_LEVELS`:
 (step, account, quantity, params) -> (step, account) -> step -> all. With no history at
 all it predicts the median duration seen in ``fit`` (or ``default_s``).
 
+Durations grow with the size of the work (:mod:`planner.learning.growth`): a group's mean
+is scaled by the task's ``work`` over the mean work of the attempts it averages
+(``h.<level>.work2``/``work10``), so "the same step and account at any quantity" becomes
+"... at this quantity", and a quantity beyond any seen is extrapolated along the step's
+line. At the exact level (same quantity) the ratio is 1; at ``all`` it is not applied.
+
 ``X`` is a frame made by :func:`planner.learning.features.attempt_features` (or
-:func:`~planner.learning.queries.query_features`); only its ``h.<level>.mean<k>`` and
-``h.<level>.count`` columns are read.
+:func:`~planner.learning.queries.query_features`); only its ``work``,
+``h.<level>.mean<k>``, ``h.<level>.work<k>`` and ``h.<level>.count`` columns are read.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
 from planner.learning.features import BASELINE_LEVELS, level_label
+from planner.learning.growth import ratio
 
 __all__ = ["GroupedLastK"]
 
 _K_COLUMNS = {2: "mean2", 5: "mean5", 10: "mean10"}
+_K_WORK = {2: "work2", 5: "work10", 10: "work10"}
 
 
 class GroupedLastK(RegressorMixin, BaseEstimator):  # type: ignore[misc]
@@ -66,14 +74,18 @@ class GroupedLastK(RegressorMixin, BaseEstimator):  # type: ignore[misc]
 
     def predict_with_level(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Predictions and, per row, the index in ``levels`` used (``len(levels)``: none)."""
-        stat = _K_COLUMNS[self.k]
+        stat, work_stat = _K_COLUMNS[self.k], _K_WORK[self.k]
         n = len(X)
         pred = np.full(n, np.nan)
         used = np.full(n, len(self.levels), dtype=np.int64)
+        work = X["work"].to_numpy(dtype="float64") if "work" in X else None
         for i, level in enumerate(self.levels):
             count = X[f"h.{level}.count"].to_numpy(dtype="float64")
             value = X[f"h.{level}.{stat}"].to_numpy(dtype="float64")
             take = np.isnan(pred) & (count > 0) & np.isfinite(value)
+            column = f"h.{level}.{work_stat}"
+            if work is not None and level != "all" and column in X:
+                value = value * ratio(work, X[column].to_numpy(dtype="float64"))
             pred[take] = value[take]
             used[take] = i
         pred[np.isnan(pred)] = self.fallback_s_

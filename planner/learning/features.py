@@ -26,6 +26,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from planner.learning.growth import GrowthFit, attempt_sizes
+
 __all__ = [
     "BASELINE_LEVELS",
     "GROUP_LEVELS",
@@ -33,7 +35,9 @@ __all__ = [
     "MAX_PARAM_FEATURES",
     "NUMBER_TYPES",
     "STATS",
+    "WORK_STATS",
     "attempt_features",
+    "attempt_work",
     "finish_events",
     "finished_attempts",
     "history_features",
@@ -69,8 +73,14 @@ STATS: tuple[str, ...] = (
     "gmean10",
     "trend",
     "count",
+    "work2",
+    "work10",
+    "workmax",
     "since",
 )
+#: The statistics of the work of the attempts (see :mod:`planner.learning.growth`): the
+#: baselines scale by them, the trees do not read them.
+WORK_STATS: tuple[str, ...] = ("work2", "work10", "workmax")
 _WINDOW = 10
 _EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 KEY_SEPARATOR = "\x1f"
@@ -185,34 +195,47 @@ def _rolling(codes: np.ndarray, values: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def finish_events(keys: np.ndarray, finished: np.ndarray, durations: np.ndarray) -> pd.DataFrame:
-    """One row per finished attempt of a level: its key, finish time and stats after it."""
+def finish_events(
+    keys: np.ndarray, finished: np.ndarray, durations: np.ndarray, work: np.ndarray
+) -> pd.DataFrame:
+    """One row per finished attempt of a level: its key, finish time and stats after it
+    (of the durations, and of the attempts' ``work``: mean of the last 2 and 10, largest)."""
     codes, uniques = pd.factorize(keys)
     order = np.lexsort((finished, codes))
     codes = codes[order]
     stats = _rolling(codes, durations[order])
+    w = work[order]
+    sizes = _rolling(codes, w)
+    stats["work2"], stats["work10"] = sizes["mean2"], sizes["mean10"]
+    stats["workmax"] = (
+        pd.Series(w).groupby(codes).cummax().to_numpy(dtype="float64") if len(w) else w
+    )
     events = pd.DataFrame(stats)
     events.insert(0, "key", np.asarray(uniques, dtype=object)[codes])
     events.insert(1, "t_finish", finished[order])
     return events
 
 
-def history_features(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+def history_features(
+    targets: pd.DataFrame, history: pd.DataFrame, growth: GrowthFit | None = None
+) -> pd.DataFrame:
     """History features of each target from the attempts of ``history`` finished before it.
 
     ``targets`` needs ``step, account, quantity, params, started_at``; ``history`` is an
-    attempts frame. The result has one row per target, in the targets' order and index.
+    attempts frame; ``growth`` gives each attempt's work (None: flat). The result has one
+    row per target, in the targets' order and index.
     """
     done = finished_attempts(history)
     t_start = to_seconds(targets["started_at"])
     t_finish = to_seconds(done["finished_at"])
     durations = done["duration_s"].to_numpy(dtype="float64")
+    work = attempt_work(done, growth or GrowthFit())
     target_keys = level_keys(targets)
     done_keys = level_keys(done)
     pos = np.arange(len(targets))
     columns: dict[str, np.ndarray] = {}
     for level, _cols in GROUP_LEVELS:
-        events = finish_events(done_keys[level], t_finish, durations)
+        events = finish_events(done_keys[level], t_finish, durations, work)
         left = pd.DataFrame({"key": target_keys[level], "t": t_start, "pos": pos})
         left = left.sort_values("t", kind="stable")
         right = events.sort_values("t_finish", kind="stable")
@@ -286,7 +309,13 @@ def weighted_param_columns(
     return names, out
 
 
-def _context(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
+def attempt_work(frame: pd.DataFrame, growth: GrowthFit) -> np.ndarray:
+    """The work of every attempt of a frame under ``growth`` (see planner.learning.growth)."""
+    steps = frame["step"].astype("string").fillna("").to_numpy(dtype=object)
+    return growth.work(steps, attempt_sizes(frame))
+
+
+def _context(targets: pd.DataFrame, history: pd.DataFrame, growth: GrowthFit) -> pd.DataFrame:
     """What is known about a target itself at its start (no history statistics)."""
     started = pd.Series(targets["started_at"])
     t_start = to_seconds(started)
@@ -299,6 +328,7 @@ def _context(targets: pd.DataFrame, history: pd.DataFrame) -> pd.DataFrame:
         "running": _running(
             to_seconds(history["started_at"]), to_seconds(history["finished_at"]), t_start
         ),
+        "work": attempt_work(targets, growth),
     }
     cols.update(param_columns(targets["params"].tolist()))
     return pd.DataFrame(cols, index=targets.index)
@@ -310,6 +340,14 @@ def _float(frame: pd.DataFrame, column: str) -> np.ndarray:
     return pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
-def attempt_features(frame: pd.DataFrame) -> pd.DataFrame:
-    """All features of every attempt of an attempts frame, each from its own past only."""
-    return pd.concat([_context(frame, frame), history_features(frame, frame)], axis=1)
+def attempt_features(frame: pd.DataFrame, growth: GrowthFit | None = None) -> pd.DataFrame:
+    """All features of every attempt of an attempts frame, each from its own past only.
+
+    ``growth``: how durations grow with size (:func:`~planner.learning.growth.fit_growth`
+    of the attempts the caller may learn from: all of them to fit a model, the training
+    part for an honest evaluation); None: flat, nothing scales."""
+    if growth is None:
+        growth = GrowthFit()
+    return pd.concat(
+        [_context(frame, frame, growth), history_features(frame, frame, growth)], axis=1
+    )

@@ -47,10 +47,12 @@ from planner.learning.features import (
     finished_attempts,
     to_seconds,
 )
+from planner.learning.growth import GrowthFit, fit_growth, sizes_of
 from planner.learning.memory import PeakMemoryRegressor
 from planner.learning.models import DurationModel, ModelBundle
 from planner.learning.queries import (
     HistorySnapshot,
+    QueryTable,
     epoch_seconds,
     query_table,
     snapshot,
@@ -86,6 +88,7 @@ class Predictor:
         warnings: list[str],
         memory: PeakMemoryRegressor | None,
         threads: int | None = None,
+        growth: GrowthFit | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.history = history
@@ -96,12 +99,16 @@ class Predictor:
         self.default_s = default_s
         self.warnings = warnings
         self.memory = memory
+        #: how durations grow with size, fitted on ``history`` (see planner.learning.growth)
+        self.growth = growth if growth is not None else fit_growth(history)
+        #: one line per step whose planned size is beyond any seen, from the last predict
+        self.extrapolations: list[str] = []
         # OpenMP threads of the boosted trees while predicting (the model's own setting,
         # applied here through one controller: discovering the libraries costs ms per call)
         self.threads = threads
         self._controller: Any = None
         # the per-group history aggregates, once: valid for any ``now`` after the history
-        self._snapshot = snapshot(history, _FAR_FUTURE) if model is not None else None
+        self._snapshot = snapshot(history, _FAR_FUTURE, self.growth) if model is not None else None
 
     # -- loading -------------------------------------------------------------------------
 
@@ -124,6 +131,7 @@ class Predictor:
         a one-line warning saying why."""
         warnings: list[str] = []
         done = finished_attempts(history)
+        growth = fit_growth(history)
         registry = Registry(Path(models_dir), ledger=ledger)
         bundle: ModelBundle | None = None
         model_id: str | None = None
@@ -148,7 +156,7 @@ class Predictor:
         threads: int | None = None
         model: DurationModel | None
         if bundle is not None:
-            model = _refresh(bundle, history, done, quantile)
+            model = _refresh(bundle, history, done, quantile, growth)
             threads, model.threads = model.threads, None
             mode = "model"
         elif done.empty:
@@ -159,7 +167,7 @@ class Predictor:
             model, model_id, mode = None, None, "default"
         else:
             data = done.sort_values("started_at", kind="stable")
-            features = attempt_features(history).loc[data.index]
+            features = attempt_features(history, growth).loc[data.index]
             # baselines only: no boosting, hence no thread limit to set on every call
             model = DurationModel(quantile=quantile, use_hgb=False, threads=None).fit(
                 features, data["duration_s"].to_numpy(dtype="float64")
@@ -176,6 +184,7 @@ class Predictor:
             warnings=warnings,
             memory=memory,
             threads=threads,
+            growth=growth,
         )
 
     # -- predicting ----------------------------------------------------------------------
@@ -183,10 +192,10 @@ class Predictor:
     def _snap(self, now: datetime) -> HistorySnapshot:
         snap = self._snapshot
         if snap is None:
-            snap = self._snapshot = snapshot(self.history, _FAR_FUTURE)
+            snap = self._snapshot = snapshot(self.history, _FAR_FUTURE, self.growth)
         if epoch_seconds(now) > snap.last_finish:
             return snap
-        return snapshot(self.history, now)
+        return snapshot(self.history, now, self.growth)
 
     def predict(self, tasks: Sequence[TaskQuery], now: datetime) -> list[TaskEstimate]:
         """Point prediction, upper bound (never below it) and source of every task."""
@@ -208,6 +217,7 @@ class Predictor:
         # share one frozen estimate)
         table = query_table(self._snap(now), tasks, now)
         X = table.frame
+        self.extrapolations = self._extrapolations(table)
         model = self.model
         with self._thread_limit():
             point_log, center = model.predict_both(X)
@@ -224,6 +234,33 @@ class Predictor:
         if len(distinct) == len(tasks):  # rows are 0..n-1 in order: no task repeats
             return distinct
         return list(map(distinct.__getitem__, table.rows.tolist()))
+
+    def _extrapolations(self, table: QueryTable) -> list[str]:
+        """One line per step whose planned size is beyond the largest its history saw."""
+        frame = table.frame
+        per_account = np.fromiter(
+            (a is not None and a != "" for a in table.accounts), bool, count=len(frame)
+        )
+        sizes = sizes_of(
+            frame["quantity"].to_numpy(dtype="float64"),
+            frame["n_accounts"].to_numpy(dtype="float64"),
+            per_account,
+        )
+        largest: dict[str, tuple[float, bool]] = {}
+        for step, size, own in zip(table.steps, sizes.tolist(), per_account.tolist(), strict=True):
+            if size > largest.get(step, (0.0, own))[0]:
+                largest[step] = (size, own)
+        lines = []
+        for step, (size, own) in largest.items():
+            line = self.growth.steps.get(step)
+            if line is None or size <= line.largest * 1.001:
+                continue
+            what = "quantity" if own else "size (quantity x accounts)"
+            lines.append(
+                f"step {step}: {what} {size:g} is {size / line.largest:.1f}x the largest seen "
+                f"({line.largest:g}): predicted by {self.growth.describe(step)}"
+            )
+        return lines
 
     def _thread_limit(self) -> AbstractContextManager[object]:
         if self.threads is None:
@@ -294,7 +331,11 @@ def _fit_memory(done: pd.DataFrame) -> PeakMemoryRegressor | None:
 
 
 def _refresh(
-    bundle: ModelBundle, history: pd.DataFrame, done: pd.DataFrame, quantile: float
+    bundle: ModelBundle,
+    history: pd.DataFrame,
+    done: pd.DataFrame,
+    quantile: float,
+    growth: GrowthFit,
 ) -> DurationModel:
     """A copy of the bundle's model whose bound saw every attempt finished after training
     (``done``: the finished attempts of ``history``)."""
@@ -309,7 +350,7 @@ def _refresh(
     newer = finished > bundle.trained_until
     if not newer.any():
         return model
-    features = attempt_features(history).loc[done.index[newer]]
+    features = attempt_features(history, growth).loc[done.index[newer]]
     rows = done.loc[newer]
     point_log, center = model.predict_both(features)
     online_bounds(

@@ -22,6 +22,7 @@ from planner.learning.features import (
     GROUP_LEVELS,
     KEY_SEPARATOR,
     STATS,
+    attempt_work,
     finish_events,
     finished_attempts,
     level_keys,
@@ -30,6 +31,7 @@ from planner.learning.features import (
     to_seconds,
     weighted_param_columns,
 )
+from planner.learning.growth import GrowthFit, sizes_of
 
 _EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
 _QUERY_FIELDS = operator.attrgetter(
@@ -59,6 +61,7 @@ class HistorySnapshot:
     last_finish: float
     starts: np.ndarray
     finishes: np.ndarray
+    growth: GrowthFit
 
     def running_at(self, at: float) -> float:
         """How many history attempts had started and not finished at ``at``."""
@@ -67,8 +70,13 @@ class HistorySnapshot:
         return float(np.count_nonzero(self.starts[known] < at) - np.count_nonzero(ended <= at))
 
 
-def snapshot(history: pd.DataFrame, now: datetime) -> HistorySnapshot:
-    """The state of every group from the attempts finished strictly before ``now``."""
+def snapshot(
+    history: pd.DataFrame, now: datetime, growth: GrowthFit | None = None
+) -> HistorySnapshot:
+    """The state of every group from the attempts finished strictly before ``now``;
+    ``growth`` gives the attempts' and the tasks' work (None: flat, nothing scales)."""
+    if growth is None:
+        growth = GrowthFit()
     at = float(to_seconds(pd.Series([pd.Timestamp(now)]))[0])
     done = finished_attempts(history)
     t_finish = to_seconds(done["finished_at"])
@@ -76,11 +84,12 @@ def snapshot(history: pd.DataFrame, now: datetime) -> HistorySnapshot:
     done = done.loc[keep]
     t_finish = t_finish[keep]
     durations = done["duration_s"].to_numpy(dtype="float64")
+    work = attempt_work(done, growth)
     keys = level_keys(done)
     stats = [s for s in STATS if s != "since"]
     levels: dict[str, tuple[dict[str, int], np.ndarray, np.ndarray]] = {}
     for level, _cols in GROUP_LEVELS:
-        events = finish_events(keys[level], t_finish, durations)
+        events = finish_events(keys[level], t_finish, durations, work)
         last = events.drop_duplicates("key", keep="last")
         index = {str(k): i for i, k in enumerate(last["key"].tolist())}
         levels[level] = (
@@ -94,6 +103,7 @@ def snapshot(history: pd.DataFrame, now: datetime) -> HistorySnapshot:
         last_finish=float(t_finish.max()) if len(t_finish) else float("-inf"),
         starts=to_seconds(history["started_at"]),
         finishes=to_seconds(history["finished_at"]),
+        growth=growth,
     )
 
 
@@ -103,7 +113,7 @@ def epoch_seconds(moment: datetime) -> float:
 
 
 def _column_names(param_names: Sequence[str]) -> list[str]:
-    context = ["quantity", "n_accounts", "concurrency", "hour", "weekday", "running"]
+    context = ["quantity", "n_accounts", "concurrency", "hour", "weekday", "running", "work"]
     params = [f"param.{name}" for name in param_names]
     return context + params + [f"h.{lv}.{s}" for lv, _ in GROUP_LEVELS for s in STATS]
 
@@ -196,8 +206,10 @@ def query_table(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> Q
     out[3] = float(stamp.hour)
     out[4] = float(stamp.weekday())
     out[5] = snap.running_at(at)
-    out[6 : 6 + len(p_names)] = p_values
-    col = 6 + len(p_names)
+    per_account = np.fromiter((a is not None and a != "" for a in u_account), bool, count=u)
+    out[6] = snap.growth.work(u_step, sizes_of(out[0], out[1], per_account))
+    out[7 : 7 + len(p_names)] = p_values
+    col = 7 + len(p_names)
     n_stats = len(STATS) - 1  # every stat but "since" (the last) is in the table
     count_at = STATS.index("count")
     for level, _cols in GROUP_LEVELS:

@@ -325,6 +325,7 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
         ],
         "interval_s": _round(plan.interval.interval_s),
         "next_start": plan.interval.next_start.isoformat() if plan.interval.next_start else None,
+        "warnings": list(plan.warnings),
         "what_if": [
             {
                 "concurrency": w.concurrency,

@@ -135,7 +135,8 @@ def estimate_tasks(
         quantile=pipeline.schedule.quantile,
         default_s=DEFAULT_TASK_S,
     )
-    return list(predictor.predict(queries, now)), list(predictor.warnings)
+    estimates = list(predictor.predict(queries, now))
+    return estimates, [*predictor.warnings, *predictor.extrapolations]
 
 
 def past_runs(store: HistoryStore, pipeline: str) -> list[PastRun]:

@@ -108,6 +108,7 @@ def test_plan_json_shape_and_grouping() -> None:
         "next_start",
         "what_if",
         "recommendations",
+        "warnings",
     }
     assert set(doc["run"]) == {"predicted_s", "bound_s", "critical_path"}
     assert doc["concurrency"] == 4

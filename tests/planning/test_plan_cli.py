@@ -25,6 +25,7 @@ PLAN_KEYS = {
     "next_start",
     "what_if",
     "recommendations",
+    "warnings",
 }
 
 
