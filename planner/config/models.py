@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
 )
 
@@ -181,11 +182,30 @@ class Step(_Frozen):
     per_account: bool = False
     quantity: int = Field(default=0, ge=0)
     params: dict[str, Scalar] = Field(default_factory=dict)
+    #: params whose value measures the work (e.g. ``pages``): durations grow with them
+    size: Annotated[tuple[str, ...], BeforeValidator(one_or_many)] = ()
     env: dict[str, EnvValue] = Field(default_factory=dict)
     cwd: Path | None = None
     timeout: Duration | Literal["auto"] | None = None
     retry: str | RetryPolicy | None = None
     enabled: bool = True
+
+    @field_validator("size")
+    @classmethod
+    def _size_names_numeric_params(
+        cls, size: tuple[str, ...], info: ValidationInfo
+    ) -> tuple[str, ...]:
+        params = info.data.get("params") or {}
+        for name in size:
+            value = params.get(name)
+            if value is None:
+                known = ", ".join(params) or "none"
+                raise ValueError(f"{name!r} is not a param of this step (params: {known})")
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ValueError(
+                    f"param {name!r} must be a number > 0 to measure size, got {value!r}"
+                )
+        return size
 
     @field_validator("command")
     @classmethod

@@ -312,7 +312,7 @@ def weighted_param_columns(
 def attempt_work(frame: pd.DataFrame, growth: GrowthFit) -> np.ndarray:
     """The work of every attempt of a frame under ``growth`` (see planner.learning.growth)."""
     steps = frame["step"].astype("string").fillna("").to_numpy(dtype=object)
-    return growth.work(steps, attempt_sizes(frame))
+    return growth.work(steps, attempt_sizes(frame, growth.size_params))
 
 
 def _context(targets: pd.DataFrame, history: pd.DataFrame, growth: GrowthFit) -> pd.DataFrame:

@@ -8,9 +8,11 @@ grown volume is predicted as short as before. This module fits, per step,
     duration = fixed + rate x size
 
 where ``size`` is the task's quantity (1 when unset), times the number of accounts in the
-run for a step that is not per account (its work covers every account). Real tasks have a
-fixed part (process start-up, connections) and a part that grows; a log-log slope alone
-under-predicts such work when it grows, so both are fitted: a least-squares line through
+run for a step that is not per account (its work covers every account), times the params
+the pipeline file marks as sizes (a step's ``size: [pages]``): the product of its drivers.
+Real tasks have a fixed part (process start-up, connections) and a part that grows; a
+log-log slope alone under-predicts such work when it grows, so both are fitted: a
+least-squares line through
 the median duration at each distinct size (robust to outliers, weighted by the attempts
 there, on each step's most recent attempts so that the fit follows drift), with the fixed
 part and the rate kept >= 0.
@@ -30,12 +32,21 @@ history has seen. Pure: arrays in, arrays out.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["GrowthFit", "StepGrowth", "attempt_sizes", "fit_growth", "ratio", "sizes_of"]
+__all__ = [
+    "GrowthFit",
+    "StepGrowth",
+    "attempt_sizes",
+    "fit_growth",
+    "param_factor",
+    "ratio",
+    "sizes_of",
+]
 
 #: The most recent attempts of a step that its line is fitted on.
 RECENT = 500
@@ -73,6 +84,13 @@ class GrowthFit:
 
     steps: dict[str, StepGrowth] = field(default_factory=dict)
     elasticity: float | None = None
+    #: step -> the params that measure its size (from the pipeline file)
+    size_params: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def drivers(self, step: str, per_account: bool) -> str:
+        """What a step's size is made of, in words: ``quantity``, ``quantity x pages``..."""
+        parts = ["quantity", *([] if per_account else ["accounts"])]
+        return " x ".join([*parts, *self.size_params.get(step, ())])
 
     def work(self, steps: np.ndarray | list[str], sizes: np.ndarray) -> np.ndarray:
         """The relative work of tasks of ``steps`` at ``sizes`` (1.0 where none is known)."""
@@ -107,17 +125,45 @@ class GrowthFit:
         return f"the rate fitted on {line.attempts} attempts"
 
 
-def sizes_of(quantity: np.ndarray, n_accounts: np.ndarray, per_account: np.ndarray) -> np.ndarray:
+def sizes_of(
+    quantity: np.ndarray,
+    n_accounts: np.ndarray,
+    per_account: np.ndarray,
+    factor: np.ndarray | None = None,
+) -> np.ndarray:
     """The size of tasks: quantity (1 when unset or <= 0), x the accounts in the run for a
-    task that is not per account."""
+    task that is not per account, x ``factor`` (the product of its size params)."""
     q = np.asarray(quantity, dtype="float64")
     size = np.where(np.isfinite(q) & (q > 0), q, 1.0)
     n = np.asarray(n_accounts, dtype="float64")
     scale = np.where(np.isfinite(n) & (n > 0) & ~np.asarray(per_account, dtype=bool), n, 1.0)
+    if factor is not None:
+        scale = scale * factor
     return np.asarray(size * scale, dtype="float64")
 
 
-def attempt_sizes(frame: pd.DataFrame) -> np.ndarray:
+def param_factor(
+    steps: Sequence[object], params: Sequence[object], size_params: Mapping[str, Sequence[str]]
+) -> np.ndarray | None:
+    """The product of each task's size params (1 where a value is missing or not > 0);
+    None when no step has any."""
+    if not size_params:
+        return None
+    out = np.ones(len(steps))
+    for i, (step, values) in enumerate(zip(steps, params, strict=True)):
+        names = size_params.get(str(step))
+        if not names or not isinstance(values, Mapping):
+            continue
+        for name in names:
+            value = values.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+                out[i] *= float(value)
+    return out
+
+
+def attempt_sizes(
+    frame: pd.DataFrame, size_params: Mapping[str, Sequence[str]] | None = None
+) -> np.ndarray:
     """The size of every attempt of an attempts frame (see :func:`sizes_of`)."""
     quantity = pd.to_numeric(frame["quantity"], errors="coerce").to_numpy(
         dtype="float64", na_value=np.nan
@@ -132,7 +178,12 @@ def attempt_sizes(frame: pd.DataFrame) -> np.ndarray:
     per_account = (account.notna() & (account.astype("string").fillna("") != "")).to_numpy(
         dtype=bool
     )
-    return sizes_of(quantity, n_accounts, per_account)
+    factor = (
+        param_factor(frame["step"].tolist(), frame["params"].tolist(), size_params)
+        if size_params
+        else None
+    )
+    return sizes_of(quantity, n_accounts, per_account, factor)
 
 
 def _line(sizes: np.ndarray, durations: np.ndarray) -> tuple[float, float, float, int] | None:
@@ -160,19 +211,23 @@ def _line(sizes: np.ndarray, durations: np.ndarray) -> tuple[float, float, float
     return fixed, rate, float(r2), len(table)
 
 
-def fit_growth(frame: pd.DataFrame) -> GrowthFit:
+def fit_growth(
+    frame: pd.DataFrame, size_params: Mapping[str, Sequence[str]] | None = None
+) -> GrowthFit:
     """The lines of every step of an attempts frame (finished attempts with a duration;
-    when a ``status`` column says so, succeeded ones only: a failure stops early)."""
+    when a ``status`` column says so, succeeded ones only: a failure stops early).
+    ``size_params``: step -> the params that measure its size (a step's ``size``)."""
+    marked = {str(k): tuple(v) for k, v in (size_params or {}).items() if v}
     if frame.empty:
-        return GrowthFit()
+        return GrowthFit(size_params=marked)
     mask = frame["finished_at"].notna() & (frame["duration_s"] > 0)
     if "status" in frame:
         mask &= frame["status"].isin(("succeeded", "unknown"))
     done = frame.loc[mask.fillna(False).to_numpy(dtype=bool)]
     if done.empty:
-        return GrowthFit()
+        return GrowthFit(size_params=marked)
     done = done.sort_values("finished_at", kind="stable")
-    sizes = attempt_sizes(done)
+    sizes = attempt_sizes(done, marked)
     durations = done["duration_s"].to_numpy(dtype="float64")
     steps = done["step"].astype("string").fillna("").to_numpy(dtype=object)
     lines: dict[str, StepGrowth] = {}
@@ -206,7 +261,7 @@ def fit_growth(frame: pd.DataFrame) -> GrowthFit:
                     line.mean_size,
                     "pipeline",
                 )
-    return GrowthFit(lines, elasticity)
+    return GrowthFit(lines, elasticity, marked)
 
 
 def ratio(work: np.ndarray, reference: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ import contextlib
 import copy
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +47,7 @@ from planner.learning.features import (
     finished_attempts,
     to_seconds,
 )
-from planner.learning.growth import GrowthFit, fit_growth, sizes_of
+from planner.learning.growth import GrowthFit, fit_growth, param_factor, sizes_of
 from planner.learning.memory import PeakMemoryRegressor
 from planner.learning.models import DurationModel, ModelBundle
 from planner.learning.queries import (
@@ -122,6 +122,7 @@ class Predictor:
         ledger: ModelLedger | None,
         quantile: float = 0.95,
         default_s: float = 60.0,
+        size_params: Mapping[str, Sequence[str]] | None = None,
     ) -> Predictor:
         """The predictor of ``pipeline``: its current model, else baselines, else a default.
 
@@ -131,7 +132,7 @@ class Predictor:
         a one-line warning saying why."""
         warnings: list[str] = []
         done = finished_attempts(history)
-        growth = fit_growth(history)
+        growth = fit_growth(history, size_params)
         registry = Registry(Path(models_dir), ledger=ledger)
         bundle: ModelBundle | None = None
         model_id: str | None = None
@@ -241,10 +242,12 @@ class Predictor:
         per_account = np.fromiter(
             (a is not None and a != "" for a in table.accounts), bool, count=len(frame)
         )
+        growth = self.growth
         sizes = sizes_of(
             frame["quantity"].to_numpy(dtype="float64"),
             frame["n_accounts"].to_numpy(dtype="float64"),
             per_account,
+            param_factor(table.steps, table.params, growth.size_params),
         )
         largest: dict[str, tuple[float, bool]] = {}
         for step, size, own in zip(table.steps, sizes.tolist(), per_account.tolist(), strict=True):
@@ -252,13 +255,14 @@ class Predictor:
                 largest[step] = (size, own)
         lines = []
         for step, (size, own) in largest.items():
-            line = self.growth.steps.get(step)
+            line = growth.steps.get(step)
             if line is None or size <= line.largest * 1.001:
                 continue
-            what = "quantity" if own else "size (quantity x accounts)"
+            drivers = growth.drivers(step, own)
+            what = drivers if drivers == "quantity" else f"size ({drivers})"
             lines.append(
                 f"step {step}: {what} {size:g} is {size / line.largest:.1f}x the largest seen "
-                f"({line.largest:g}): predicted by {self.growth.describe(step)}"
+                f"({line.largest:g}): predicted by {growth.describe(step)}"
             )
         return lines
 

@@ -31,7 +31,7 @@ from planner.learning.features import (
     to_seconds,
     weighted_param_columns,
 )
-from planner.learning.growth import GrowthFit, sizes_of
+from planner.learning.growth import GrowthFit, param_factor, sizes_of
 
 _EPOCH_DT = datetime(1970, 1, 1, tzinfo=UTC)
 _QUERY_FIELDS = operator.attrgetter(
@@ -122,13 +122,15 @@ def _column_names(param_names: Sequence[str]) -> list[str]:
 class QueryTable:
     """The features of the distinct planned tasks: ``frame.iloc[rows]`` is one row per task.
 
-    ``steps`` and ``accounts`` are those of the distinct tasks (the frame's rows).
+    ``steps``, ``accounts`` and ``params`` are those of the distinct tasks (the frame's
+    rows).
     """
 
     frame: pd.DataFrame
     rows: np.ndarray
     steps: list[str]
     accounts: list[str | None]
+    params: list[object]
 
 
 def query_table(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> QueryTable:
@@ -207,7 +209,9 @@ def query_table(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> Q
     out[4] = float(stamp.weekday())
     out[5] = snap.running_at(at)
     per_account = np.fromiter((a is not None and a != "" for a in u_account), bool, count=u)
-    out[6] = snap.growth.work(u_step, sizes_of(out[0], out[1], per_account))
+    growth = snap.growth
+    factor = param_factor(u_step, distinct(params), growth.size_params)
+    out[6] = growth.work(u_step, sizes_of(out[0], out[1], per_account, factor))
     out[7 : 7 + len(p_names)] = p_values
     col = 7 + len(p_names)
     n_stats = len(STATS) - 1  # every stat but "since" (the last) is in the table
@@ -236,7 +240,7 @@ def query_table(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> Q
         count[np.isnan(count)] = 0.0
         col += n_stats + 1
     frame = pd.DataFrame(out.T, columns=names, copy=False)
-    return QueryTable(frame, rows, u_step, u_account)
+    return QueryTable(frame, rows, u_step, u_account, distinct(params))
 
 
 def query_features(snap: HistorySnapshot, tasks: Sequence[Any], now: datetime) -> pd.DataFrame:

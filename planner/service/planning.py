@@ -134,6 +134,7 @@ def estimate_tasks(
         ledger=instance.store,
         quantile=pipeline.schedule.quantile,
         default_s=DEFAULT_TASK_S,
+        size_params={step.id: step.size for step in pipeline.steps if step.size},
     )
     estimates = list(predictor.predict(queries, now))
     return estimates, [*predictor.warnings, *predictor.extrapolations]

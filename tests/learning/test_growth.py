@@ -120,3 +120,33 @@ def test_a_4x_quantity_is_predicted_about_4x(use_model: bool, tmp_path: Path) ->
     ]
     if ledger is not None:
         ledger.close()
+
+
+def test_params_marked_as_sizes_drive_the_growth(tmp_path: Path) -> None:
+    history = _history({"fetch": lambda q, i: 1.0 + 0.5 * q}, [10.0, 20.0, 30.0])
+    history["params"] = [{"pages": q} for q in history["quantity"].tolist()]
+    history["quantity"] = 0.0  # the size is in a param, not in the quantity
+    now = T0 + timedelta(days=30)
+    tasks = [TaskQuery("fetch", "a0", 0.0, {"pages": p}, 6, 6) for p in (30, 120)]
+    marked = Predictor.load(tmp_path, "g", history, ledger=None, size_params={"fetch": ["pages"]})
+    at30, at120 = (e.predicted_s for e in marked.predict(tasks, now))
+    assert at120 / at30 == pytest.approx(61.0 / 16.0, rel=0.1)
+    assert marked.extrapolations == [
+        "step fetch: size (quantity x pages) 120 is 4.0x the largest seen (30): predicted by "
+        "the rate fitted on 72 attempts"
+    ]
+    unmarked = Predictor.load(tmp_path, "g", history, ledger=None)
+    at30, at120 = (e.predicted_s for e in unmarked.predict(tasks, now))
+    assert at120 / at30 < 1.5 and unmarked.extrapolations == []  # nothing says pages is a size
+
+
+def test_a_size_must_name_a_numeric_param() -> None:
+    from pydantic import ValidationError
+
+    from planner.config.models import Step
+
+    assert Step(id="1", command=["x"], params={"pages": 5}, size="pages").size == ("pages",)
+    with pytest.raises(ValidationError, match="'pagez' is not a param of this step"):
+        Step(id="1", command=["x"], params={"pages": 5}, size=["pagez"])
+    with pytest.raises(ValidationError, match="must be a number > 0"):
+        Step(id="1", command=["x"], params={"pages": "many"}, size=["pages"])
