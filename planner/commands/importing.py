@@ -1,8 +1,10 @@
-"""``planner import swf FILE`` and ``planner import csv FILE --map ...``: history from elsewhere.
+"""``planner import swf|csv|sacct FILE``: history from elsewhere.
 
-Both parse the whole file first (a bad mapping or a missing column stops with exit 2
-before the database is touched), then write every valid row in one transaction;
-re-importing a file adds nothing. Malformed lines are skipped and reported.
+Each parses the whole file first (a bad mapping or a missing column stops with exit 2
+before the database is touched), then writes every valid row in one transaction;
+re-importing a file adds nothing. Malformed lines are skipped and reported with what is
+wrong with the first of them; when no line is valid the import stops with one error line,
+exit 2.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "import",
-        help="import run history from another system (SWF log, CSV table)",
+        help="import run history from another system (SWF log, CSV table, Slurm sacct)",
         description="Import run history from another system into the history store.",
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
@@ -47,21 +49,45 @@ def register(sub: Any) -> None:
         "--map",
         required=True,
         metavar="FIELD=COLUMN,...",
-        help="fields: step, account, quantity, run_id, started_at, finished_at, duration_s, "
-        "status, exit_code, param.NAME; e.g. step=job,run_id=build,started_at=created_at,"
-        "duration_s=duration_s",
+        help="fields: step, account, quantity, run_id, started_at, finished_at, duration_s "
+        "(seconds or Slurm's [D-]HH:MM:SS), status, exit_code, param.NAME; e.g. step=job,"
+        "run_id=build,started_at=created_at,duration_s=duration_s",
     )
     table.add_argument(
         "--time-format",
         metavar="FORMAT",
         help="strptime format of the time columns, or 'epoch' for Unix seconds (default: ISO 8601)",
     )
-    table.add_argument(
-        "--timezone",
-        metavar="TZ",
-        help="zone of times written without one, e.g. Europe/Paris (default: UTC)",
-    )
+    _timezone_option(table)
     table.set_defaults(handler=handle_csv)
+
+    sacct = kinds.add_parser(
+        "sacct",
+        help="Slurm accounting records: sacct --parsable2 output, no --map needed",
+        description="Import `sacct --parsable2` output (bar-separated, with its header; "
+        "--parsable too), one attempt per job: run_id = JobID, step = JobName, account = "
+        "User (else Account), quantity = NCPUS (else ReqCPUS, AllocCPUS), Start, End, "
+        "Elapsed, State, ExitCode; params partition, timelimit (s), reqmem (MiB); MaxRSS "
+        "and TotalCPU when present. Job steps (12345.batch, .extern, .0) are folded into "
+        "their job. Needs JobID, JobName, Start and Elapsed or End, e.g. sacct --parsable2 "
+        "--format=JobID,JobName,User,Account,Partition,NCPUS,ReqCPUS,ReqMem,Timelimit,"
+        "Submit,Start,End,Elapsed,State,ExitCode,MaxRSS,TotalCPU. A job is stored once per "
+        "pipeline, whichever export it comes from.",
+    )
+    _common_options(sacct)
+    _timezone_option(sacct, sacct=True)
+    sacct.set_defaults(handler=handle_sacct)
+
+
+def _timezone_option(parser: argparse.ArgumentParser, *, sacct: bool = False) -> None:
+    what = (
+        "zone of sacct's times (it prints the local times of the cluster, without a zone)"
+        if sacct
+        else "zone of times written without one"
+    )
+    parser.add_argument(
+        "--timezone", metavar="TZ", help=f"{what}, e.g. Europe/Paris (default: UTC)"
+    )
 
 
 def _common_options(parser: argparse.ArgumentParser) -> None:
@@ -90,18 +116,23 @@ def handle_csv(args: argparse.Namespace) -> int:
     return _store_and_report(args, parsed, f"csv:{args.file.name}")
 
 
+def handle_sacct(args: argparse.Namespace) -> int:
+    from planner.learning.importers.sacct import SACCT_SOURCE, parse_sacct
+
+    parsed = parse_sacct(args.file, timezone=args.timezone)
+    return _store_and_report(args, parsed, SACCT_SOURCE)
+
+
 def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: str) -> int:
     from planner.history import HistoryStore, history_url
-    from planner.learning.importers.common import default_pipeline_name, import_parsed
+    from planner.learning.importers.common import (
+        default_pipeline_name,
+        import_parsed,
+        nothing_valid,
+    )
 
-    if parsed.frame.empty and parsed.unfinished:
-        raise InputFileError(
-            str(args.file), f"nothing to import: all {parsed.unfinished} jobs are unfinished"
-        )
     if parsed.frame.empty:
-        lines = ", ".join(map(str, parsed.malformed_lines[:5]))
-        detail = f" ({len(parsed.malformed_lines)} malformed, lines {lines})" if lines else ""
-        raise InputFileError(str(args.file), f"no valid record to import{detail}")
+        raise InputFileError(str(args.file), nothing_valid(parsed))
     pipeline = args.pipeline or default_pipeline_name(args.file)
     store = HistoryStore(history_url(args.db))
     try:
@@ -135,9 +166,13 @@ def _print_summary(summary: ImportSummary) -> None:
         more = ", ..." if summary.malformed > len(summary.malformed_lines) else ""
         malformed += f" (lines {shown}{more})"
     table.add_row("malformed, skipped", malformed)
+    for number, reason in enumerate(summary.malformed_reasons[:3]):
+        table.add_row("why" if number == 0 else "", reason)
     if summary.unfinished:
         table.add_row("unfinished, skipped", f"{summary.unfinished:,}")
     if summary.span:
         table.add_row("time span (UTC)", f"{summary.span[0]}  ->  {summary.span[1]}")
+    if summary.folded:
+        table.add_row("job steps, folded", f"{summary.folded:,}")
     table.add_row("steps / accounts", f"{summary.steps:,} / {summary.accounts:,}")
     make_console().print(table)

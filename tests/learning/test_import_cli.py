@@ -229,3 +229,67 @@ def test_a_later_sacct_export_adds_only_the_jobs_finished_since(
     frame = _frame(db, "sacct")
     assert frame["status"].tolist() == ["succeeded", "timed_out"]
     assert frame["duration_s"].tolist() == [3600.0, 7200.0]
+
+
+def _sacct_lines(count: int) -> list[str]:
+    """``sacct --parsable2`` output: ``count`` jobs of up to 1-02:03:04, each with its
+    ``.batch`` step (``import csv`` keeps steps as rows of their own)."""
+    lines = ["JobID|JobName|User|Start|End|Elapsed|State|ExitCode"]
+    for i in range(count):
+        start = pd.Timestamp("2026-02-01T00:00:00") + pd.Timedelta(minutes=7 * i)
+        elapsed = pd.Timedelta(seconds=93_784 * (i + 1) // count)
+        end = (start + elapsed).isoformat()
+        days, rest = divmod(int(elapsed.total_seconds()), 86_400)
+        clock = f"{rest // 3600:02d}:{rest // 60 % 60:02d}:{rest % 60:02d}"
+        text = f"{days}-{clock}" if days else clock
+        state = ("COMPLETED", "FAILED", "CANCELLED by 1001", "TIMEOUT")[i % 4]
+        exit_code = ("0:0", "1:0", "0:15", "0:0")[i % 4]
+        lines.append(
+            f"{5000 + i}|job{i % 3}|u{i % 5}|{start.isoformat()}|{end}|{text}|{state}|{exit_code}"
+        )
+        lines.append(
+            f"{5000 + i}.batch|batch||{start.isoformat()}|{end}|{text}|{state}|{exit_code}"
+        )
+    return lines
+
+
+SACCT_CSV_MAP = (
+    "run_id=JobID,step=JobName,account=User,started_at=Start,finished_at=End,"
+    "duration_s=Elapsed,status=State,exit_code=ExitCode"
+)
+
+
+def test_sacct_output_through_import_csv_with_elapsed_as_duration(
+    tmp_path: Path, db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "sacct.txt"
+    path.write_text("\n".join(_sacct_lines(150)) + "\n")  # 300 data lines
+    argv = ["import", "csv", str(path), "--map", SACCT_CSV_MAP, "--db", db, "--json"]
+    code, report = _run(capsys, *argv)
+    assert code == 0
+    assert (report["read"], report["imported"], report["malformed"]) == (300, 300, 0)
+    frame = _frame(db, "sacct")
+    jobs = frame[~frame["run_id"].str.contains(".", regex=False)]
+    assert jobs["duration_s"].max() == 93_784.0  # 1-02:03:04
+    assert (
+        jobs["duration_s"] == (jobs["finished_at"] - jobs["started_at"]).dt.total_seconds()
+    ).all()
+    assert jobs["status"].value_counts().to_dict() == {
+        "succeeded": 38, "failed": 38, "cancelled": 37, "timed_out": 37,
+    }  # fmt: skip
+    assert sorted(jobs["exit_code"].unique().tolist()) == [0, 1, 143]
+
+
+def test_all_malformed_csv_exits_2_naming_column_and_value(tmp_path: Path, db: str) -> None:
+    lines = _sacct_lines(150)
+    bad = [lines[0]] + [line.replace("|2026-02-01T", "|2026-13-01T", 1) for line in lines[1:]]
+    path = tmp_path / "sacct.txt"
+    path.write_text("\n".join(bad) + "\n")
+    done = _cli("import", "csv", str(path), "--map", SACCT_CSV_MAP, "--db", db, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == (
+        f"planner: error: {path}: no valid record to import (300 malformed, lines 2, 3, 4, 5, "
+        "6, ...): line 2: Start '2026-13-01T00:00:00' is not a time; line 3: Start "
+        "'2026-13-01T00:00:00' is not a time; line 4: Start '2026-13-01T00:07:00' is not a time\n"
+    )
+    assert not Path(db.removeprefix("sqlite:///")).exists()

@@ -241,3 +241,74 @@ def test_run_id_rows_are_identified_by_run_step_account_start(tmp_path: Path) ->
     # a new param column changes nothing in the identity of a row
     assert with_param.frame["source_key"].tolist() == parsed.frame["source_key"].tolist()
     assert with_param.frame["params"].tolist() == [{"p": "big"}]
+
+
+def test_malformed_rows_say_which_column_and_value(tmp_path: Path) -> None:
+    parsed = parse_csv(_crafted(tmp_path), parse_mapping(FULL_MAP))
+    assert parsed.malformed_reasons == [
+        "line 5: n 'x' is not a number",
+        "line 6: start 'yesterday' is not a time",
+        "line 7: 7 fields, the header has 11",
+        "line 9: secs '-5' is a negative duration",
+    ]
+    text = (
+        "job,start,end,secs,exit\n"
+        "a,2026-01-01 10:00,2026-01-01 09:00,,0\n"
+        "a,,Unknown,,0\n"
+        "a,2026-01-01 10:00,,,zero\n"
+        "a,2026-01-01 10:00,,5,3:0\n"
+    )
+    mapping = parse_mapping(
+        "step=job,started_at=start,finished_at=end,duration_s=secs,exit_code=exit"
+    )
+    parsed = parse_csv(_crafted(tmp_path, "more.csv", text), mapping)
+    assert parsed.malformed_reasons == [
+        "line 2: end '2026-01-01 09:00' is before start '2026-01-01 10:00'",
+        "line 3: no start time (start '', end 'Unknown', secs '')",
+        "line 4: exit 'zero' is not an exit code",
+    ]
+    assert parsed.frame["exit_code"].tolist() == [3]
+
+
+def test_slurm_durations_limits_and_exit_signals(tmp_path: Path) -> None:
+    text = (
+        "JobID|JobName|Start|Elapsed|Timelimit|State|ExitCode\n"
+        "1|a|2026-02-01T10:00:00|1-02:03:04|2-00:00:00|COMPLETED|0:0\n"
+        "2|a|2026-02-01T10:00:00|05:07|UNLIMITED|CANCELLED by 123|0:9\n"
+        "3|a|2026-02-01T10:00:00|00:00:01.234|Partition_Limit|TIMEOUT|0:15\n"
+        "4|a|2026-02-01T10:00:00|1-02|1-02:03|DEADLINE|0:0\n"
+        "5|a|2026-02-01T10:00:00|42|INVALID|REQUEUED|2:0\n"
+        "6|a|2026-02-01T10:00:00|INVALID|00:30:00|BOOT_FAIL|1:0\n"
+        "7|a|2026-02-01T10:00:00|00:00:00|1-00:00:00|PENDING|0:0\n"
+    )
+    mapping = parse_mapping(
+        "run_id=JobID,step=JobName,started_at=Start,duration_s=Elapsed,status=State,"
+        "exit_code=ExitCode,param.timelimit=Timelimit"
+    )
+    parsed = parse_csv(_crafted(tmp_path, "sacct.txt", text), mapping)
+    assert parsed.malformed_lines == [] and parsed.unfinished == 1
+    frame = parsed.frame
+    assert frame["duration_s"].tolist()[:5] == [93_784.0, 307.0, 1.234, 93_600.0, 42.0]
+    assert pd.isna(frame["duration_s"].iloc[5])  # INVALID: no value
+    assert frame["status"].tolist() == [
+        "succeeded", "cancelled", "timed_out", "timed_out", "interrupted", "failed",
+    ]  # fmt: skip
+    assert frame["exit_code"].tolist() == [0, 137, 143, 0, 2, 1]  # N:S -> 128 + S
+    assert frame["error_class"].iloc[5] == "boot_fail"
+    assert frame["params"].tolist() == [
+        {"timelimit": 172_800}, {}, {}, {"timelimit": 93_780}, {}, {"timelimit": 1_800},
+    ]  # fmt: skip
+
+
+def test_a_numeric_param_keeps_its_numbers_when_some_are_limit_words(tmp_path: Path) -> None:
+    text = (
+        "job,at,d,limit,part\n"
+        "a,2026-01-01 00:00,5,2880,UNLIMITED\n"
+        "b,2026-01-01 00:00,5,UNLIMITED,x\n"
+    )
+    mapping = parse_mapping("step=job,started_at=at,duration_s=d,param.limit=limit,param.part=part")
+    frame = parse_csv(_crafted(tmp_path, "p.csv", text), mapping).frame
+    assert frame["params"].tolist() == [
+        {"limit": 2880, "part": "UNLIMITED"},  # a text column stays text
+        {"part": "x"},
+    ]

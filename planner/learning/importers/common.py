@@ -1,8 +1,9 @@
-"""What the SWF and CSV importers share: the parsed table, file opening, the summary.
+"""What the importers share: the parsed table, file opening, the summary.
 
 A parser turns a file into a :class:`ParsedImport`: one normalised row per valid record
-(the columns of :data:`COLUMNS`), how many records were read, and the line numbers of the
-malformed ones. :func:`import_parsed` hands the rows to the history store in one
+(the columns of :data:`COLUMNS`), how many records were read, the line numbers of the
+malformed ones and, for the first of them, what is wrong (``line 5: Elapsed 'soon' is not
+a duration``). :func:`import_parsed` hands the rows to the history store in one
 transaction (``HistoryStore.import_attempts``), which skips rows whose
 ``(pipeline, source, source_key)`` is already stored, so importing a file twice adds nothing.
 """
@@ -28,6 +29,7 @@ __all__ = [
     "ParsedImport",
     "default_pipeline_name",
     "import_parsed",
+    "nothing_valid",
     "open_text",
     "read_lines",
     "to_rows",
@@ -64,13 +66,18 @@ class ParsedImport:
     ``frame`` has the columns of :data:`COLUMNS` plus ``line``; times are
     ``datetime64[us, UTC]``; ``read`` counts the data records seen (valid or not);
     ``malformed_lines`` lists the 1-based line numbers of the records that were skipped;
-    ``unfinished`` counts the valid records of jobs not finished yet (skipped too).
+    ``unfinished`` counts the valid records of jobs not finished yet (skipped too);
+    ``malformed_reasons`` says what is wrong with the first malformed lines
+    (``line 5: Elapsed 'soon' is not a duration``, at most :data:`MALFORMED_SHOWN`);
+    ``folded`` counts lines merged into another record (sacct's job steps).
     """
 
     frame: pd.DataFrame
     read: int
     malformed_lines: list[int] = field(default_factory=list)
     unfinished: int = 0
+    malformed_reasons: list[str] = field(default_factory=list)
+    folded: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,8 @@ class ImportSummary:
     steps: int
     accounts: int
     unfinished: int = 0
+    malformed_reasons: list[str] = field(default_factory=list)
+    folded: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -98,6 +107,7 @@ class ImportSummary:
             "duplicates": self.duplicates,
             "malformed": self.malformed,
             "malformed_lines": self.malformed_lines[:MALFORMED_SHOWN],
+            "malformed_reasons": self.malformed_reasons[:MALFORMED_SHOWN],
             "unfinished": self.unfinished,
             "span": list(self.span) if self.span else None,
             "steps": self.steps,
@@ -197,4 +207,22 @@ def import_parsed(
         steps=int(frame["step"].nunique()) if not frame.empty else 0,
         accounts=int(frame["account"].nunique()) if not frame.empty else 0,
         unfinished=parsed.unfinished,
+        malformed_reasons=parsed.malformed_reasons[:MALFORMED_SHOWN],
+        folded=parsed.folded,
     )
+
+
+def nothing_valid(parsed: ParsedImport, *, reasons: int = 3) -> str:
+    """Why a parsed file gives nothing to import, in one line: how many lines are
+    malformed, the first line numbers, and what is wrong with the first ``reasons``."""
+    if parsed.unfinished and not parsed.malformed_lines:
+        return f"nothing to import: all {parsed.unfinished} jobs are unfinished"
+    lines = parsed.malformed_lines
+    if not lines:
+        return "no valid record to import (no data line)"
+    numbers = ", ".join(map(str, lines[:5])) + (", ..." if len(lines) > 5 else "")
+    detail = f"{len(lines)} malformed, lines {numbers}"
+    if parsed.unfinished:
+        detail += f"; {parsed.unfinished} unfinished"
+    why = "; ".join(parsed.malformed_reasons[:reasons])
+    return f"no valid record to import ({detail}){': ' + why if why else ''}"

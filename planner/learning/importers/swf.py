@@ -27,7 +27,8 @@ Identity: a record is the same as a stored one when its job number (field 1, the
 ``source_key``) is the same for the same pipeline and source (``swf:<file name>``).
 
 Malformed lines (not 18 numeric fields, a negative or missing submit time, a missing
-job number) are skipped and counted with their line numbers.
+job number) are skipped and counted with their line numbers; the report says what is
+wrong with the first ones (``line 12: field 2 (submit) 'abc' is not a number``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from planner.learning.importers.common import ParsedImport, read_lines
+from planner.learning.importers.common import MALFORMED_SHOWN, ParsedImport, read_lines
 
 __all__ = ["SWF_FIELDS", "parse_swf", "swf_start_time"]
 
@@ -204,7 +205,27 @@ def parse_swf(path: Path) -> ParsedImport:
             "line": kept_lines,
         }
     )
-    return ParsedImport(frame=frame, read=len(data_lines), malformed_lines=malformed)
+    reasons = [f"line {n}: {_why(lines[n - 1])}" for n in malformed[:MALFORMED_SHOWN]]
+    return ParsedImport(
+        frame=frame, read=len(data_lines), malformed_lines=malformed, malformed_reasons=reasons
+    )
+
+
+def _why(line: str) -> str:
+    """What is wrong with a malformed SWF line."""
+    tokens = line.split()
+    if len(tokens) != len(SWF_FIELDS):
+        return f"{len(tokens)} fields, expected {len(SWF_FIELDS)}"
+    for number, (name, token) in enumerate(zip(SWF_FIELDS, tokens, strict=True), start=1):
+        try:
+            value = float(token)
+        except ValueError:
+            return f"field {number} ({name}) {token!r} is not a number"
+        if math.isnan(value):
+            return f"field {number} ({name}) {token!r} is not a number"
+    if float(tokens[1]) < 0:
+        return f"field 2 (submit) {tokens[1]!r} is negative (missing)"
+    return f"field 1 (job) {tokens[0]!r} is negative (missing)"
 
 
 def _number(value: float) -> int | float:
