@@ -3,6 +3,8 @@
     python benchmarks/bench_planning.py lpt        # LPT makespan / lower bound vs round-robin
     python benchmarks/bench_planning.py latency    # build_plan for 20 steps x 500 accounts
     python benchmarks/bench_planning.py simulate   # the four policies on ../shared/data traces
+                                                   # and on synthetic series drifting in time
+    python benchmarks/bench_planning.py drift      # the synthetic drift series only
     python benchmarks/bench_planning.py all
 
 Each prints its figures and the ratio to the baseline measured in the same run. The traces
@@ -237,6 +239,68 @@ def _kth() -> list[Series]:
     return series_from_frame(frame, "account")
 
 
+#: Synthetic drift in time: (title, runs, growth a run, first duration s, cadence s).
+DRIFT_CASES = (
+    ("synthetic, +1 %/run, 300 runs", 300, 0.01, 3600.0, 0.0),
+    ("synthetic, +1 %/run, 300 runs, 6h growing past a 24h cadence", 300, 0.01, 21600.0, 86400.0),
+    ("synthetic, +0.3 %/run, 1000 runs (enough history for boosting)", 1000, 0.003, 3600.0, 0.0),
+)
+
+
+def _drift_series(
+    seed: int, *, n: int, growth: float, base_s: float, cadence_s: float, sigma: float = 0.1
+) -> Series:
+    """``n`` runs at the same quantity growing ``growth`` a run, log-normal noise ``sigma``,
+    recorded under the lock: each starts a cadence (at least a day) after the previous
+    start, or when it ended (the series of tests/planning/test_simulate_drift.py)."""
+    rng = np.random.default_rng(seed)
+    durations = base_s * (1.0 + growth) ** np.arange(n) * np.exp(rng.normal(0.0, sigma, n))
+    gaps = np.maximum(max(cadence_s, 86400.0), durations[:-1])
+    return Series("drift", 1.77e9 + np.concatenate(([0.0], np.cumsum(gaps))), durations)
+
+
+def bench_drift(refits: int = REFITS, seeds: int = 5) -> None:
+    """The synthetic drift series, ``seeds`` draws of each simulated alone, then pooled:
+    overrun and idle of every policy, and planner's overrun by quarter of the scored part
+    (a bound that lags the growth overruns more and more; one that follows it does not)."""
+    for title, n, growth, base_s, cadence in DRIFT_CASES:
+        t = time.perf_counter()
+        pooled: dict[str, list[PolicyMetrics]] = {}
+        quarters = np.zeros(4)
+        for seed in range(seeds):
+            series = [_drift_series(seed, n=n, growth=growth, base_s=base_s, cadence_s=cadence)]
+            start = split_time(series, TRAIN_FRACTION)
+            bounds = planner_bounds(series, start, refits=refits)
+            result = run_simulation(series, cadence, bounds=bounds)
+            for name, m in result.policies.items():
+                pooled.setdefault(name, []).append(m)
+            d, b = series[0].durations, bounds[0]
+            scored = ~np.isnan(b)
+            over = (d[scored] > b[scored] * (1.0 + 1e-9)).astype(float)
+            quarters += [part.mean() for part in np.array_split(over, 4)]
+        spent = time.perf_counter() - t
+        print(
+            f"{title}, sigma 0.1, cadence {cadence:g}: {seeds} draws simulated alone, pooled "
+            f"(first {TRAIN_FRACTION:.0%} trains; {spent:.1f} s, {refits} fit(s) each)"
+        )
+        print(
+            f"  {'policy':<15} {'runs':>6} {'collisions':>10} {'deferrals':>9} "
+            f"{'overrun':>8} {'idle mean s':>12} {'late mean s':>12}"
+        )
+        for name, parts in pooled.items():
+            runs = sum(m.runs for m in parts)
+            m = PolicyMetrics(
+                runs=runs,
+                collisions=sum(m.collisions for m in parts),
+                deferrals=sum(m.deferrals for m in parts),
+                idle_s_mean=sum(m.idle_s_mean * m.runs for m in parts) / runs,
+                lateness_s_mean=sum(m.lateness_s_mean * m.runs for m in parts) / runs,
+            )
+            print(_row(name, m))
+        shown = ", ".join(f"{q / seeds:.1%}" for q in quarters)
+        print(f"  planner overrun by quarter of the scored runs: {shown}")
+
+
 def _row(name: str, m: PolicyMetrics) -> str:
     return (
         f"  {name:<15} {m.runs:>6} {m.collisions:>10} {m.deferrals:>9} "
@@ -253,6 +317,7 @@ def bench_simulate(refits: int = REFITS) -> None:
     on the cadence: they are computed once per trace (and once more at the quantile that
     matches avg10's overrun rate).
     """
+    bench_drift(refits)
     if not DATA.is_dir():
         print(f"simulate: traces not found at {DATA}; skipped")
         return
@@ -303,7 +368,7 @@ def bench_simulate(refits: int = REFITS) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("which", choices=("lpt", "latency", "simulate", "all"))
+    parser.add_argument("which", choices=("lpt", "latency", "simulate", "drift", "all"))
     parser.add_argument(
         "--refits",
         type=int,
@@ -317,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_latency()
     if args.which in ("simulate", "all"):
         bench_simulate(args.refits)
+    if args.which == "drift":
+        bench_drift(args.refits)
     return 0
 
 

@@ -58,7 +58,13 @@ def handle_runs(args: argparse.Namespace) -> int:
             )
         return 0
     with Instance.open(target) as instance:
-        document = runs_document(instance.store, target.name, limit=args.limit)
+        document = runs_document(
+            instance.store,
+            target.name,
+            limit=args.limit,
+            notes=not args.json,
+            definition=target.pipeline,
+        )
     if args.json:
         print_json(document)
         return 0
@@ -77,7 +83,9 @@ def _print_runs(url: str, rows: list[dict[str, Any]]) -> None:
         make_console().print(escape(f"no runs yet in {url}"))
         return
     table = Table(title=escape(f"runs in {url}"), title_justify="left")
-    for column in ("run", "pipeline", "status", "started", "duration", "predicted", "tasks"):
+    columns = ["run", "pipeline", "status", "started", "duration", "predicted", "tasks"]
+    with_notes = any(row.get("note") for row in rows)
+    for column in columns + (["note"] if with_notes else []):
         table.add_column(
             column,
             justify="right" if column in ("duration", "predicted") else "left",
@@ -86,7 +94,7 @@ def _print_runs(url: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         duration = row["duration_s"]
         tasks = ", ".join(f"{k} {v}" for k, v in row["tasks"].items())
-        table.add_row(
+        cells = [
             row["run_id"],
             escape(row["pipeline"]),
             _styled(row["status"]),
@@ -94,7 +102,8 @@ def _print_runs(url: str, rows: list[dict[str, Any]]) -> None:
             format_duration(duration) if duration is not None else "running",
             _predicted(row),
             tasks,
-        )
+        ]
+        table.add_row(*cells, *([escape(row.get("note") or "")] if with_notes else []))
     make_console().print(table)
 
 
@@ -117,7 +126,9 @@ def handle_show(args: argparse.Namespace) -> int:
 
         raise UsageError(args.run_id, f"no history at {target.db_url}")
     with Instance.open(target) as instance:
-        document = show_document(instance.store, args.run_id, notes=not args.json)
+        document = show_document(
+            instance.store, args.run_id, notes=not args.json, pipeline=target.pipeline
+        )
     if args.json:
         print_json(document)
         return 0
@@ -170,6 +181,7 @@ def print_show(document: dict[str, Any], *, failures_only: bool = False) -> None
             f"{_styled(run['status'])}, "
             f"{format_duration(duration) if duration is not None else 'running'}{versus}, "
             f"concurrency {run.get('concurrency') or '?'} ({tasks})"
+            + (f"; {escape(run['note'])}" if run.get("note") else "")
         )
     table = Table()
     for column in ("step", "account", "try", "status", "started", "duration", "exit"):

@@ -80,9 +80,9 @@ def register(sub: Any) -> None:
 def handle(args: argparse.Namespace) -> int:
     from planner.defaults import QUANTILE
     from planner.history import HistoryStore
-    from planner.planning.simulate import series_from_frame, simulation_to_json
+    from planner.planning.simulate import simulation_to_json
     from planner.service import resolve_target
-    from planner.service.simulation import run_simulation
+    from planner.service.simulation import load_series, run_simulation
 
     target = resolve_target(args.pipeline, db=args.db)
     name = target.name or args.pipeline
@@ -97,22 +97,45 @@ def handle(args: argparse.Namespace) -> int:
         raise UsageError("--refits", f"must be >= 1, got {args.refits}")
     url = target.db_url
     with HistoryStore(url) as store:
-        frame = store.attempts_frame(pipeline=name)
-    series = series_from_frame(frame, args.by)
+        series, replay = load_series(store, name, args.by, target.pipeline)
     if not series:
-        raise UsageError("--pipeline", f"no finished attempts of pipeline {name!r} in {url}")
+        left = _left_out(replay)
+        raise UsageError(
+            "--pipeline",
+            f"no finished attempts of pipeline {name!r} in {url}"
+            + (f" to replay ({left})" if left else ""),
+        )
     result = run_simulation(
         series,
         cadence,
         quantile=quantile,
         train_fraction=args.train_fraction,
         refits=args.refits,
+        replay=replay,
     )
     if args.json:
         print_json(simulation_to_json(result))
         return 0
     _print_result(name, args.by, cadence, result)
     return 0
+
+
+def _left_out(replay: Any) -> str:
+    """``left out 3 partial, 2 cancelled, 1 resumed`` ("" when nothing was)."""
+    parts = [f"{n} {reason}" for reason, n in replay.left_out.items() if n]
+    return "left out " + ", ".join(parts) if parts else ""
+
+
+def _replayed(replay: Any) -> str:
+    """``replayed 40 full runs; left out 3 partial, 2 cancelled, 1 resumed``."""
+    if replay.by == "run":
+        what = f"{replay.replayed} full run{'s' if replay.replayed != 1 else ''}"
+    else:
+        what = f"{replay.replayed} occurrences by {replay.by}"
+    left = _left_out(replay)
+    if left and replay.by != "run":
+        left += " (occurrences that did not run whole)"
+    return f"replayed {what}" + (f"; {left}" if left else "")
 
 
 def _cadence(text: str | None, default: float | None) -> float | str:
@@ -164,4 +187,7 @@ def _print_result(name: str, by: str, cadence: float | str, result: Any) -> None
             format_duration(m.idle_s_mean),
             format_duration(m.lateness_s_mean),
         )
-    make_console().print(table)
+    console = make_console()
+    console.print(table)
+    if result.replay is not None:
+        console.print(_replayed(result.replay), markup=False, highlight=False)

@@ -27,6 +27,7 @@ import pandas as pd
 
 from planner.learning.evaluation import MIN_MODEL_ROWS, online_bounds
 from planner.learning.features import attempt_features, to_seconds
+from planner.learning.growth import fit_growth
 from planner.learning.models import DurationModel
 
 __all__ = ["MIN_MODEL_ROWS", "causal_bounds"]
@@ -68,7 +69,9 @@ def causal_bounds(
     first = int(np.searchsorted(started, split_at, side="left"))
     if first >= n:
         return out
-    features = attempt_features(data)
+    # how durations grow with size, from the runs finished before the first decision only
+    # (one that started before it may still be running: its duration is not known yet)
+    features = attempt_features(data, fit_growth(data.loc[finished < split_at]))
     cuts = [
         started[first + (n - first) * j // refits]
         for j in range(refits)

@@ -6,16 +6,23 @@ Planner's bounds come from its real predictor machinery run causally
 ``train_fraction`` of the occurrences (in start order, those finished by the split) and
 each later occurrence gets the bound issued at its recorded start, the online calibration
 fed only with occurrences finished by then. Every policy is scored on the same later part.
+
+What is replayed (:func:`load_series`): planner's own runs are told apart by the runs
+table (:func:`planner.service.views.run_kinds`): by run, full runs only; by step or
+account, the occurrences that ran whole (:func:`planner.planning.simulate.replay_series`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from planner.planning.simulate import Series, SimulationResult
+    from planner.config import Pipeline
+    from planner.history import HistoryStore
+    from planner.planning.simulate import Replay, Series, SimulationResult
 
-__all__ = ["REFITS", "TRAIN_FRACTION", "planner_bounds", "run_simulation"]
+__all__ = ["REFITS", "TRAIN_FRACTION", "load_series", "planner_bounds", "run_simulation"]
 
 from planner.defaults import SIMULATION_REFITS as REFITS
 from planner.defaults import SIMULATION_TRAIN_FRACTION as TRAIN_FRACTION
@@ -30,14 +37,31 @@ def run_simulation(
     refits: int = REFITS,
     min_margin: float = 0.0,
     bounds: list[Any] | None = None,
+    replay: Replay | None = None,
 ) -> SimulationResult:
-    """Planner's causal bounds (unless given), then the four policies on the same part."""
+    """Planner's causal bounds (unless given), then the four policies on the same part
+    (``replay``: what :func:`load_series` kept, carried into the result)."""
     from planner.planning.simulate import simulate, split_time
 
     start = split_time(series, train_fraction)
     if bounds is None:
         bounds = planner_bounds(series, start, quantile=quantile, refits=refits)
-    return simulate(series, cadence, bounds=bounds, simulated_from=start, min_margin=min_margin)
+    result = simulate(series, cadence, bounds=bounds, simulated_from=start, min_margin=min_margin)
+    return replace(result, replay=replay) if replay is not None else result
+
+
+def load_series(
+    store: HistoryStore, pipeline: str, by: str = "run", definition: Pipeline | None = None
+) -> tuple[list[Series], Replay]:
+    """The recorded series of ``pipeline`` to replay, and what was kept and left out.
+
+    ``definition``: the pipeline file, when known (it tells a partial last run apart)."""
+    from planner.planning.simulate import replay_series
+    from planner.service.views import run_kinds
+
+    frame = store.attempts_frame(pipeline=pipeline)
+    kinds = run_kinds(store.list_runs(pipeline), definition)
+    return replay_series(frame, by, kinds)
 
 
 def planner_bounds(

@@ -12,7 +12,8 @@ from .conftest import planner_cli
 
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00$")
 RUN_KEYS = {"run_id", "pipeline", "status", "started_at", "finished_at", "duration_s", "tasks",
-            "predicted_s", "bound_s", "concurrency"}  # fmt: skip
+            "predicted_s", "bound_s", "concurrency", "partial", "selection",
+            "resumed_from"}  # fmt: skip
 ATTEMPT_KEYS = {"step", "account", "attempt", "status", "started_at", "finished_at",
                 "duration_s", "exit_code", "error_class", "peak_rss_mb", "cpu_s",
                 "stderr_tail"}  # fmt: skip
@@ -56,6 +57,9 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     runs = json.loads(out)["runs"]
     assert code == 0 and [set(r) for r in runs] == [RUN_KEYS, RUN_KEYS]
     assert runs[1]["run_id"] == run_id  # newest first
+    assert [r["partial"] for r in runs] == [True, False]  # --steps ok --accounts b
+    assert runs[0]["selection"] == {"steps": ["ok"], "accounts": ["b"]}
+    assert runs[0]["resumed_from"] is None
     assert ISO.match(runs[1]["started_at"]) and runs[1]["duration_s"] > 0
 
     db = f"sqlite:///{tmp_path / 'state' / 'history.db'}"

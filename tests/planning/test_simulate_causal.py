@@ -56,7 +56,7 @@ def finishing_after(series: list[Series], t: float, factor: float) -> list[Serie
     ]
 
 
-@pytest.mark.parametrize(("refits", "where"), [(1, (0.01, 0.5, 0.9)), (3, (0.55,))])
+@pytest.mark.parametrize(("refits", "where"), [(1, (0.0, 0.01, 0.5, 0.9)), (3, (0.55,))])
 def test_runs_finishing_after_a_decision_do_not_change_it(
     refits: int, where: tuple[float, ...]
 ) -> None:
@@ -121,3 +121,37 @@ def test_causal_bounds_calibrated_and_never_before_the_split() -> None:
         causal_bounds(frame, start, quantile=1.0)
     # nothing finished before the split: no estimate at all (the cadence decides)
     assert np.isnan(causal_bounds(frame, float(started.min()))).all()
+
+
+def test_runs_started_before_the_split_and_still_running_are_not_known() -> None:
+    """The growth lines (duration against quantity) are fitted on the runs finished before
+    the first decision, not on those merely started: the last runs before the split, long
+    ones, are still running during the first decisions after it, which are at a quantity
+    4x the largest seen (so predicted along the lines)."""
+    series = heavy_tailed()
+    start = split_time(series, 0.3)
+    decisions = np.sort(np.concatenate([s.starts for s in series]))
+    t = decisions[np.searchsorted(decisions, start) + 20]  # they end after 20 decisions
+
+    def with_last(factor: float) -> list[Series]:
+        """Those runs end an hour after ``t``, the largest ones ``factor`` times later."""
+        out = []
+        for s in series:
+            assert s.context is not None
+            context = s.context.copy()
+            quantity = context["quantity"].to_numpy(copy=True)
+            quantity[s.starts >= start] = 16.0
+            context["quantity"] = quantity
+            d = s.durations.copy()
+            last = np.flatnonzero(s.starts < start)[-20:]
+            large = quantity[last] == 4.0
+            d[last] = (t - s.starts[last] + HOUR) * np.where(large, factor, 1.0)
+            out.append(Series(s.name, s.starts, d, context))
+        return out
+
+    before = planner_bounds(with_last(1.0), start, refits=1)
+    after = planner_bounds(with_last(5.0), start, refits=1)
+    for s, old, new in zip(series, before, after, strict=True):
+        decided = s.starts <= t
+        np.testing.assert_array_equal(new[decided], old[decided])
+        assert np.isfinite(new[decided & (s.starts >= start)]).all()
