@@ -1,0 +1,82 @@
+"""Is the model still right? Recent error and bound coverage from the runs' own plans (pure).
+
+After a run, every task of the last runs has a prediction and a calibrated upper bound
+(its run's stored plan) and an actual duration. :func:`prediction_quality` measures the
+median absolute percentage error of the points and the share of tasks that finished
+within their bound; :func:`drift_signal` says when either has drifted past its threshold:
+the coverage more than ``coverage_slack`` below its target (the quantile the bounds were
+calibrated for), or the MdAPE above ``max_mdape``. Too few tasks (``min_tasks``) say
+nothing: a verdict on a handful would page people for noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.monitoring.watch import Signal
+
+__all__ = ["Quality", "drift_signal", "prediction_quality"]
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Point error and bound coverage over ``tasks`` planned tasks of ``runs`` runs."""
+
+    runs: int
+    tasks: int
+    mdape: float | None
+    coverage: float | None
+
+
+def prediction_quality(rows: Iterable[tuple[str, float, float, float]]) -> Quality:
+    """``rows``: (run id, predicted_s, bound_s, actual_s) per finished task."""
+    runs: set[str] = set()
+    predicted, bound, actual = [], [], []
+    for run_id, p, b, a in rows:
+        if a > 0 and p > 0:
+            runs.add(run_id)
+            predicted.append(p)
+            bound.append(b)
+            actual.append(a)
+    if not actual:
+        return Quality(len(runs), 0, None, None)
+    p_arr, b_arr, a_arr = np.array(predicted), np.array(bound), np.array(actual)
+    mdape = float(np.median(np.abs(p_arr - a_arr) / a_arr))
+    coverage = float(np.mean(a_arr <= b_arr))
+    return Quality(len(runs), len(actual), mdape, coverage)
+
+
+def drift_signal(
+    quality: Quality,
+    *,
+    target: float,
+    coverage_slack: float = 0.1,
+    max_mdape: float = 0.5,
+    min_tasks: int = 20,
+) -> Signal | None:
+    """A warning when the recent coverage or error has drifted (None when it has not)."""
+    if quality.tasks < min_tasks or quality.coverage is None or quality.mdape is None:
+        return None
+    problems = []
+    if quality.coverage < target - coverage_slack:
+        problems.append(
+            f"{quality.coverage:.0%} of tasks finished within their bound (target {target:.0%})"
+        )
+    if quality.mdape > max_mdape:
+        problems.append(f"median error {quality.mdape:.0%} (threshold {max_mdape:.0%})")
+    if not problems:
+        return None
+    return Signal(
+        "warning",
+        "model_drift",
+        None,
+        None,
+        None,
+        None,
+        None,
+        f"predictions have drifted over the last {quality.runs} run(s), {quality.tasks} "
+        f"task(s): {'; '.join(problems)}; retrain with planner train",
+    )
