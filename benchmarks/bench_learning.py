@@ -20,10 +20,12 @@ Run with ``OMP_NUM_THREADS=1`` on a shared machine; the fits use one thread anyw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -120,7 +122,8 @@ def bench_latency() -> None:
         ledger = HistoryStore(f"sqlite:///{tmp}/history.db")  # records the trained digests
         registry = Registry(Path(tmp) / "models", ledger=ledger)
         t = time.perf_counter()
-        result = train_pipeline(frame, pipeline="bench", registry=registry)
+        with serving_the_model():  # time the model's path, whatever the gate decides
+            result = train_pipeline(frame, pipeline="bench", registry=registry)
         fit_s = time.perf_counter() - t
         t = time.perf_counter()
         model = Predictor.load(registry.root, "bench", frame, ledger=ledger)
@@ -176,3 +179,21 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+@contextlib.contextmanager
+def serving_the_model() -> Iterator[None]:
+    """Make ``train_pipeline`` keep the boosted model live even where the holdout gate
+    would let a baseline serve (on these synthetic histories the two are close): the
+    benchmark times the model's prediction path."""
+    from planner.learning import training
+
+    def model(_ev: object, quantile: float) -> training.Serving:
+        return training.Serving("model", "benchmark", "model", None, None, None, quantile)
+
+    saved = training.judge
+    training.judge = model  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        training.judge = saved

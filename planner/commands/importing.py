@@ -25,7 +25,7 @@ __all__ = ["register"]
 def register(sub: Any) -> None:
     parser = sub.add_parser(
         "import",
-        help="import run history from another system (SWF log, CSV table, Slurm sacct)",
+        help="import run history (SWF log, CSV table, Slurm sacct)",
         description="Import run history from another system into the history store.",
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)

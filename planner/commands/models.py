@@ -15,6 +15,7 @@ which models are trusted. Listing alone does not open the history.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from planner.commands.common import add_db_option, add_json_option, add_models_option, print_json
@@ -157,4 +158,9 @@ def _percent(value: Any) -> str:
 
 
 def _seconds(value: Any) -> str:
-    return f"{value:,.0f} s" if isinstance(value, int | float) else ""
+    """A duration as the rest of the CLI shows it (``412ms``, ``1m 5s``)."""
+    from planner.units import format_duration
+
+    if not isinstance(value, int | float) or math.isnan(value):
+        return ""
+    return format_duration(value)

@@ -15,16 +15,23 @@ recent holdout (the output says which one is live).
      "methods": {"model": {"mae_s", "mdape", "mean_abs_log", "overrun",
                            "median_bound_ratio"}, "last2": {...}, "last10": {...},
                  "last10_x1.2": {...}},
-     "model_id": ...}
+     "model_id": ...,
+     "serving": {"method": "model" | "last2" | "last10", "reason": ...},
+     "bound": {"bound_source", "bound_ok", "bound_overrun", "bound_ratio",
+               "bound_target", "bound_note", "warning"}}
 
 (a list of such documents when several pipelines were trained). Rates are fractions;
-a metric that cannot be computed is null. Notes (baselines only, which model was kept)
-go to stderr with ``--json``.
+a metric that cannot be computed is null. ``serving`` says what predicts from now on: the
+model only when it is not worse than the best grouped baseline on the holdout, else that
+baseline, and why; ``bound`` whose bound serves and whether it met its target
+(``bound_ok`` false: its overrun was more than 3x the target, ``warning`` says so in one
+line). Notes (baselines only, which model was kept, why) go to stderr with ``--json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -99,6 +106,8 @@ def handle(args: argparse.Namespace) -> int:
         for r in results:
             for note in r.messages:
                 print(f"planner: train: {r.pipeline}: {note}", file=sys.stderr)
+            if r.bound_warning:
+                print(f"planner: train: {r.pipeline}: warning: {r.bound_warning}", file=sys.stderr)
         return 0
     for r in results:
         _print_result(r, quantile)
@@ -106,12 +115,14 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _fmt(value: float | None, kind: str) -> str:
-    if value is None:
+    if value is None or math.isnan(value):  # not computed
         return "-"
     if kind == "pct":
         return f"{value:.1%}"
-    if kind == "s":
-        return f"{value:,.0f}"
+    if kind == "s":  # as every duration of the CLI: 412ms, 42.0s, 1m 5s, 2.5h
+        from planner.units import format_duration
+
+        return format_duration(value)
     return f"{value:.2f}"
 
 
@@ -128,7 +139,7 @@ def _print_result(result: TrainingResult, quantile: float) -> None:
         ),
         title_justify="left",
     )
-    for column in ("method", "MAE s", "MdAPE", "mean |log|", "overrun", "bound/actual"):
+    for column in ("method", "MAE", "MdAPE", "mean |log|", "overrun", "bound/actual"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for method, m in result.methods.items():
         table.add_row(
@@ -158,6 +169,10 @@ def _print_result(result: TrainingResult, quantile: float) -> None:
     )
     for note in result.messages:  # one line each, never wrapped (a model's problem, ...)
         console.print(f"note: {note}", soft_wrap=True, markup=False, highlight=False)
+    if result.bound_warning:  # the live bound missed its target on the holdout
+        console.print(
+            f"warning: {result.bound_warning}", soft_wrap=True, markup=False, highlight=False
+        )
 
 
 def _print_steps(console: Any, per_step: dict[str, dict[str, dict[str, float]]]) -> None:
@@ -168,7 +183,7 @@ def _print_steps(console: Any, per_step: dict[str, dict[str, dict[str, float]]])
     shown = steps[:10]
     title = "per step" + (f" (10 of {len(steps)}, most attempts first)" if len(steps) > 10 else "")
     table = Table(title=title, title_justify="left")
-    for column in ("step", "n", "model MdAPE", "last2", "last10", "model MAE s", "overrun"):
+    for column in ("step", "n", "model MdAPE", "last2", "last10", "model MAE", "overrun"):
         table.add_column(column, justify="left" if column == "step" else "right")
     for step in shown:
         m = per_step[step]

@@ -3,12 +3,16 @@
 ``--holdout F`` takes the last F of the attempts, ordered by start time, as the test part.
 The model is fitted on the training attempts that had **finished** when the first test
 attempt started; each test attempt is predicted at its start from its features (which
-only use attempts finished by then), and the bounds are adapted online only with test
-attempts finished by then (:func:`online_bounds`). Every attempt with a duration > 0 is
-trained on and scored, whatever its status.
+only use attempts finished by then), and the bounds are adapted online only with attempts
+finished by then (:func:`online_bounds`): the test attempts and those that started before
+the first test start but finished after it (in flight at the split: the predictor of a
+model trained then would see them finish too; they are fed, not scored). Every attempt
+with a duration > 0 is trained on and scored, whatever its status.
 
 Methods: ``model`` (the :class:`~planner.learning.models.DurationModel`), ``last2`` and
-``last10`` (grouped baselines, each with a conformal bound calibrated like the model's),
+``last10`` (grouped baselines: the same estimator with ``use_hgb=False`` and that variant,
+i.e. exactly what ``planner train`` serves when the model is worse; their bounds are
+calibrated like the model's),
 and ``last10_x1.2`` (the flat rule: prediction and bound are 1.2 x the last-10 mean).
 Metrics: MAE (s), MdAPE, mean |log(pred/actual)|, overrun rate (actual > bound) and the
 median bound/actual; overall, for each half of the test part and per step. Rates are
@@ -25,10 +29,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 
-from planner.learning.baselines import GroupedLastK
-from planner.learning.conformal import AdaptiveConformal
+from planner.learning.conformal import KEEP_MARGIN, AdaptiveConformal
 from planner.learning.features import attempt_features, finished_attempts, to_seconds
+from planner.learning.growth import fit_growth
 from planner.learning.models import DurationModel
 
 __all__ = [
@@ -43,6 +48,8 @@ __all__ = [
 ]
 
 METHODS = ("model", "last2", "last10", "last10_x1.2")
+#: The grouped baselines, scored (and served) as ``DurationModel(use_hgb=False, variant=..)``.
+_BASELINES = ("last2", "last10")
 #: Fewer training attempts than this: baselines only, no gradient boosting (the one
 #: threshold of ``planner train``, its holdout and ``planner simulate``).
 MIN_MODEL_ROWS = 200
@@ -113,7 +120,9 @@ def online_bounds(
 
     The rows are attempts in start order; ``conformal`` is updated in place (a row's score
     and overrun are fed once it has finished before the start being predicted). ``drain``
-    feeds the rows still unfed at the end too (all of them have finished).
+    feeds the rows still unfed at the end too (all of them have finished). A bound is
+    :func:`~planner.learning.conformal.bound_log` of the row's center and point at the
+    offset of the moment: never below the point, above it whenever the center is.
     """
     n = len(point_s)
     bounds = np.empty(n)
@@ -125,8 +134,12 @@ def online_bounds(
             conformal.update(math.log(actual[r]) - center_log[r], bool(actual[r] > bounds[r]))
             j += 1
         offset = conformal.offset()
-        bound = math.exp(min(center_log[i] + offset, 700.0))
-        bounds[i] = max(bound, point_s[i])
+        point_log = math.log(point_s[i]) if point_s[i] > 0 else -math.inf
+        floor = point_log + KEEP_MARGIN * max(center_log[i] - point_log, 0.0)
+        bound_log = max(center_log[i] + offset, floor)
+        bounds[i] = max(math.exp(min(bound_log, 700.0)), point_s[i])
+        if bound_log <= point_log:  # exactly the point (exp(log(p)) may differ from p)
+            bounds[i] = point_s[i]
     while drain and j < n:
         r = by_finish[j]
         conformal.update(math.log(actual[r]) - center_log[r], bool(actual[r] > bounds[r]))
@@ -149,35 +162,32 @@ class Evaluation:
     clamped: int = 0
     test_mask: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: method -> (point, bound) of every test attempt, in start order
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: test attempts that started before any attempt finished after the split (their
+    #: bounds could not adapt online: the calibration alone set them)
+    unfed: int = 0
+    #: attempts in flight at the split (fed to the online bounds, not scored)
+    in_flight: int = 0
 
 
-def _baseline_bounds(
-    base: GroupedLastK,
+def _method_bounds(
+    model: DurationModel,
+    X: pd.DataFrame,
     *,
-    X_train: pd.DataFrame,
-    y_train: np.ndarray,
-    X_test: pd.DataFrame,
     started: np.ndarray,
     finished: np.ndarray,
-    y_test: np.ndarray,
-    quantile: float,
-    fraction: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    n = len(y_train)
-    n_cal = max(round(n * fraction), min(n, 5))
-    cal_pred = base.predict(X_train.iloc[n - n_cal :])
-    scores = np.log(y_train[n - n_cal :]) - np.log(cal_pred)
-    conf = AdaptiveConformal(quantile=quantile).calibrate(scores.tolist())
-    pred = base.predict(X_test)
+    actual: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, AdaptiveConformal]:
+    """(point, bound issued at each start, the conformal state after) of a fitted model
+    over rows in start order."""
+    point_log, center = model.predict_both(X)
+    point = np.exp(point_log)
+    conformal = copy.deepcopy(model.conformal_)
     bounds = online_bounds(
-        conf,
-        np.log(pred),
-        point_s=pred,
-        started=started,
-        finished=finished,
-        actual=y_test,
+        conformal, center, point_s=point, started=started, finished=finished, actual=actual
     )
-    return pred, bounds
+    return point, bounds, conformal
 
 
 def evaluate(
@@ -188,50 +198,51 @@ def evaluate(
     min_model_rows: int = MIN_MODEL_ROWS,
     make_model: Callable[[bool], DurationModel] | None = None,
     features: pd.DataFrame | None = None,
+    use_hgb: bool | None = None,
 ) -> Evaluation:
     """Fit on the past part of ``frame``, score every method on the holdout.
 
-    ``features`` may pass ``attempt_features(frame)`` when the caller already has them.
+    The features are computed here, with the growth of durations with size fitted on the
+    past part only (an honest holdout: the test part's sizes and durations shape nothing);
+    ``features`` is accepted for compatibility and not used. ``use_hgb``: whether the
+    model is boosted (``planner train`` passes what the model it saves will be, so that the
+    holdout judges that kind of model); ``None``: when the training part has at least
+    ``min_model_rows`` attempts.
     """
+    del features
     data = scored_attempts(frame)
-    if features is None:
-        features = attempt_features(frame)
-    features = features.loc[data.index]
+    train, test = holdout_split(data.reset_index(drop=True), holdout)
+    growth = fit_growth(data.loc[data.index[train]])
+    features = attempt_features(frame, growth).loc[data.index]
     data = data.reset_index(drop=True)
     features = features.reset_index(drop=True)
-    train, test = holdout_split(data, holdout)
     y = data["duration_s"].to_numpy(dtype="float64")
     X_train, y_train = features.loc[train], y[train]
-    X_test, y_test = features.loc[test], y[test]
     test_rows = data.loc[test]
     if not train.any() or not test.any():
         raise ValueError("too few finished attempts for a holdout: need a past and a test part")
-    use_hgb = int(train.sum()) >= min_model_rows
+    if use_hgb is None:
+        use_hgb = int(train.sum()) >= min_model_rows
     factory = make_model or (lambda hgb: DurationModel(quantile=quantile, use_hgb=hgb))
     model = factory(use_hgb).fit(X_train, y_train)
-    started = to_seconds(test_rows["started_at"])
-    finished = to_seconds(test_rows["finished_at"])
-    point_log = model.predict_log(X_test)
-    point = np.exp(point_log)
-    center = model.predict_center(X_test, point_log)
-    conformal = copy.deepcopy(model.conformal_)
-    bounds = online_bounds(
-        conformal, center, point_s=point, started=started, finished=finished, actual=y_test
+    # the online rows: the test part and the attempts in flight at the split, by start
+    online = ~train
+    scored = test[online]
+    X_online, y_online = features.loc[online], y[online]
+    started = to_seconds(data.loc[online, "started_at"])
+    finished = to_seconds(data.loc[online, "finished_at"])
+    y_test = y_online[scored]
+    point, bounds, conformal = _method_bounds(
+        model, X_online, started=started, finished=finished, actual=y_online
     )
-    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {"model": (point, bounds)}
-    for name, k in (("last2", 2), ("last10", 10)):
-        base = GroupedLastK(k=k).fit(X_train, y_train)
-        preds[name] = _baseline_bounds(
-            base,
-            X_train=X_train,
-            y_train=y_train,
-            X_test=X_test,
-            started=started,
-            finished=finished,
-            y_test=y_test,
-            quantile=quantile,
-            fraction=model.validation_fraction,
+    preds: dict[str, tuple[np.ndarray, np.ndarray]] = {"model": (point[scored], bounds[scored])}
+    for name in _BASELINES:
+        base = clone(model).set_params(use_hgb=False, variant=name, bound=None)
+        base.fit(X_train, y_train)
+        p, b, _ = _method_bounds(
+            base, X_online, started=started, finished=finished, actual=y_online
         )
+        preds[name] = (p[scored], b[scored])
     flat = preds["last10"][0] * _FLAT_FACTOR
     preds["last10_x1.2"] = (flat, flat)
     methods = {m: metrics(y_test, p, b) for m, (p, b) in preds.items()}
@@ -256,5 +267,14 @@ def evaluate(
         model=model,
         clamped=conformal.clamped_,
         test_mask=test,
-        extra={"validation": model.validation_},
+        extra={"validation": model.validation_, "calibration": model.class_calibration_},
+        predictions=preds,
+        unfed=_unfed(started[scored], finished),
+        in_flight=int((~train & ~test).sum()),
     )
+
+
+def _unfed(test_started: np.ndarray, finished: np.ndarray) -> int:
+    """How many test starts came before the first finish of the online rows."""
+    first = float(np.min(finished)) if len(finished) else math.inf
+    return int(np.sum(test_started <= first))

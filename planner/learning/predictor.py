@@ -57,7 +57,7 @@ from planner.learning.queries import (
     query_table,
     snapshot,
 )
-from planner.learning.registry import ModelLedger, Registry
+from planner.learning.registry import ModelLedger, Registry, bound_warning
 from planner.planning.model import TaskEstimate, TaskQuery
 
 if TYPE_CHECKING:
@@ -148,6 +148,9 @@ class Predictor:
                 loaded = registry.load(pipeline, model_id)
                 if isinstance(loaded.obj, ModelBundle):
                     bundle = loaded.obj
+                    flagged = bound_warning(loaded.card)
+                    if flagged is not None:  # its bound missed its target on the holdout
+                        warnings.append(flagged)
                 else:
                     warnings.append(f"model {model_id}: not a duration model; using baselines")
         except ModelError as exc:

@@ -18,6 +18,16 @@ clash), so ids sort by age. The card holds what the trainer passes, by conventio
 plus what the registry adds: ``pipeline``, ``model_id``, ``created_at``, ``file``,
 ``size``, ``sha256`` and ``versions`` (python, sklearn, numpy, pandas, joblib).
 
+``planner train`` also writes what serves and how good its bound was on the holdout::
+
+    {"serving": {"method": "model" | "last2" | "last10", "reason": "model worse than ..."},
+     "bound_source": "last2",   # whose holdout bound the saved model uses
+     "bound_ok": true,          # false: its overrun was > 3x the target (null: no holdout)
+     "bound_overrun": 0.048, "bound_ratio": 1.9, "bound_target": 0.05,
+     "bound_note": null}        # why another method's bound serves, or that none met it
+
+:func:`bound_warning` turns a card into the one-line warning planning shows (or None).
+
 Trust. joblib files are pickles: loading one runs code. The card cannot vouch for the file
 beside it (whoever can replace the file can rewrite the card), so every saved model's
 digest is also recorded in a :class:`ModelLedger`, the ``trained_models`` table of the
@@ -52,6 +62,7 @@ import platform
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -69,6 +80,7 @@ __all__ = [
     "LoadedModel",
     "ModelLedger",
     "Registry",
+    "bound_warning",
     "library_versions",
 ]
 
@@ -430,3 +442,33 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, set | frozenset | tuple):
         return list(value)
     return str(value)
+
+
+def bound_warning(card: Mapping[str, Any]) -> str | None:
+    """One line for the predictor, ``plan`` and ``run`` when the live model's bound missed
+    its target on the holdout (``bound_ok`` false in its card), else None (also
+    ``planner.learning.training.bound_warning``; here it imports nothing heavy).
+
+    The card's ``bound_overrun`` is the holdout overrun of the bound that serves, its
+    ``bound_target`` the target (``1 - quantile``) and ``bound_source`` the method whose
+    bound it is; cards written before these fields existed give None."""
+    if card.get("bound_ok") is not False:
+        return None
+    source = card.get("bound_source") or "model"
+    overrun = card.get("bound_overrun")
+    target = card.get("bound_target")
+    ratio = card.get("bound_ratio")
+    figures = []
+    if isinstance(overrun, int | float):
+        figures.append(f"overran {float(overrun) * 100:.1f} % of the holdout")
+    if isinstance(target, int | float):
+        figures.append(f"target {float(target) * 100:.1f} %")
+    if isinstance(ratio, int | float):
+        figures.append(f"bound/actual {float(ratio):.2f}")
+    where = f" ({', '.join(figures)})" if figures else ""
+    model = card.get("model_id")
+    label = f"model {model}" if model else "the live model"
+    return (
+        f"{label}: no calibrated upper bound: {source}'s bound missed its target{where}, and "
+        "no other did better; bounds are indicative only (retrain as history grows)"
+    )

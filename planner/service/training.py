@@ -74,15 +74,20 @@ def list_models(
     *,
     verify: bool = False,
 ) -> list[dict[str, Any]]:
-    """The models in ``models_dir`` (cards plus ``pipeline``, ``id``, ``current``); with
+    """The models in ``models_dir`` (cards plus ``pipeline``, ``id``, ``current``, and
+    ``bound_warning``: the one-line warning when the model's bound missed its target on
+    the holdout, else None; the card's ``serving`` says what serves and why); with
     ``verify``, each also gets ``verified`` and ``problem`` from every check loading
     makes, against the digests recorded in the instance's history. Listing alone needs
     no history (``instance`` may be ``None``)."""
-    from planner.learning.registry import Registry
+    from planner.learning.registry import Registry, bound_warning
 
     ledger = instance.store if instance is not None else None
     registry = Registry(models_dir, ledger=ledger)
     entries = registry.list(pipeline)
+    for entry in entries:
+        if "error" not in entry:
+            entry["bound_warning"] = bound_warning({"model_id": entry["id"], **entry})
     if verify:
         for entry in entries:
             try:

@@ -79,3 +79,36 @@ def test_peak_memory_regressor(make_history: Callable[..., pd.DataFrame]) -> Non
     ]
     with pytest.raises(ValueError, match="quantile"):
         PeakMemoryRegressor(quantile=0.0).fit(frame, frame["peak_rss_mb"])
+
+
+def test_forced_variant_and_bound_are_validated_in_fit(
+    make_history: Callable[..., pd.DataFrame], fast_params: dict
+) -> None:
+    frame = make_history(20)
+    X, y = attempt_features(frame), frame["duration_s"].to_numpy()
+    model = DurationModel(use_hgb=False, variant="last10").fit(X, y)
+    assert model.variant_ == "last10"
+    assert model.source() is None and model.baseline() is model.last10_
+    forced = DurationModel(variant="hgb", **fast_params).fit(X, y)
+    assert forced.variant_ == "hgb" and forced.hgb_ is not None
+    for bad, match in (
+        ({"use_hgb": False, "variant": "hgb"}, "needs use_hgb"),
+        ({"variant": "nope"}, "variant"),
+        ({"bound": "model"}, "bound"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            DurationModel(**bad).fit(X, y)
+
+
+def test_the_bound_center_is_never_below_the_point(
+    make_history: Callable[..., pd.DataFrame], fast_params: dict
+) -> None:
+    frame = make_history(40, seed=2)
+    X, y = attempt_features(frame), frame["duration_s"].to_numpy()
+    for model in (DurationModel(**fast_params), DurationModel(use_hgb=False)):
+        model.fit(X, y)
+        point, center = model.predict_both(X)
+        assert np.all(center >= point)
+        bounds = model.conformal_.bounds(center, np.exp(point))
+        assert np.all(bounds >= np.exp(point))
+        assert model.class_calibration_ is not None

@@ -318,7 +318,7 @@ def test_models_command_json_and_table(
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["models", "--pipeline", "alpha"]) == 0
     out = capsys.readouterr().out
-    assert a1 in out and a2 in out and "10.0%" in out and "12 s" in out
+    assert a1 in out and a2 in out and "10.0%" in out and "12.0s" in out  # MAE as durations
     assert "1,234" in out and "2026-01-01 to 2026-01-02" in out
 
     path = root / "alpha" / a2 / MODEL_FILE
