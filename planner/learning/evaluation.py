@@ -169,6 +169,10 @@ class Evaluation:
     unfed: int = 0
     #: attempts in flight at the split (fed to the online bounds, not scored)
     in_flight: int = 0
+    #: the test attempts whose size was beyond the largest their step had seen before
+    #: they started, and every method's metrics on them alone (None: there was none)
+    extrapolated: int = 0
+    extrapolated_methods: dict[str, dict[str, float]] | None = None
 
 
 def _method_bounds(
@@ -256,6 +260,12 @@ def evaluate(
     for step in sorted(set(steps.tolist())):
         mask = steps == step
         per_step[step] = {m: metrics(y_test[mask], p[mask], b[mask]) for m, (p, b) in preds.items()}
+    beyond = _beyond_seen(features.loc[test])
+    outside = (
+        {m: metrics(y_test[beyond], p[beyond], b[beyond]) for m, (p, b) in preds.items()}
+        if beyond.any()
+        else None
+    )
     return Evaluation(
         rows_train=int(train.sum()),
         rows_test=int(test.sum()),
@@ -271,7 +281,16 @@ def evaluate(
         predictions=preds,
         unfed=_unfed(started[scored], finished),
         in_flight=int((~train & ~test).sum()),
+        extrapolated=int(beyond.sum()),
+        extrapolated_methods=outside,
     )
+
+
+def _beyond_seen(X: pd.DataFrame) -> np.ndarray:
+    """Rows whose work is beyond the largest their step had seen before they started."""
+    work = X["work"].to_numpy(dtype="float64")
+    largest = X["h.s.workmax"].to_numpy(dtype="float64")
+    return np.asarray(np.isfinite(largest) & (work > largest * 1.001), dtype=bool)
 
 
 def _unfed(test_started: np.ndarray, finished: np.ndarray) -> int:

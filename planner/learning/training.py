@@ -106,6 +106,12 @@ class TrainingResult:
         if self.serving is not None:
             doc["serving"] = {"method": self.serving.method, "reason": self.serving.reason}
             doc["bound"] = {**self.serving.card_fields(), "warning": self.bound_warning}
+        ev = self.evaluation
+        if ev is not None:  # the test attempts beyond the sizes their step had seen
+            doc["extrapolated"] = {
+                "attempts": ev.extrapolated,
+                "methods": ev.extrapolated_methods or {},
+            }
         return doc
 
 
@@ -443,4 +449,14 @@ def _holdout_notes(ev: Evaluation) -> list[str]:
             "attempt finished after the split (jobs long against the holdout span): their "
             "bounds came from the calibration alone, no online feedback"
         )
+    outside = ev.extrapolated_methods
+    if outside:
+        served = outside.get("model") or {}
+        overrun, mdape = served.get("overrun"), served.get("mdape")
+        if overrun is not None and mdape is not None:
+            notes.append(
+                f"holdout: {ev.extrapolated} test attempt(s) were beyond the largest size "
+                f"their step had seen; there the model's MdAPE was {mdape:.1%} and its "
+                f"bound overran {overrun:.1%}"
+            )
     return notes

@@ -150,3 +150,25 @@ def test_a_size_must_name_a_numeric_param() -> None:
         Step(id="1", command=["x"], params={"pages": 5}, size=["pagez"])
     with pytest.raises(ValidationError, match="must be a number > 0"):
         Step(id="1", command=["x"], params={"pages": "many"}, size=["pages"])
+
+
+def test_train_reports_the_test_attempts_beyond_the_seen_sizes(tmp_path: Path) -> None:
+    from planner.history import HistoryStore
+    from planner.learning.registry import Registry
+    from planner.learning.training import train_pipeline
+
+    early = _history({"grow": _linear}, [1.0, 2.0, 3.0], runs=20)
+    late = _history({"grow": _linear}, [6.0, 9.0], runs=5, seed=1)
+    late["started_at"] += timedelta(days=10)
+    late["finished_at"] += timedelta(days=10)
+    late["attempt_id"] += len(early)
+    frame = pd.concat([early, late], ignore_index=True)
+    with HistoryStore(f"sqlite:///{tmp_path / 'h.db'}") as ledger:
+        result = train_pipeline(
+            frame, pipeline="g", registry=Registry(tmp_path / "m", ledger=ledger), holdout=0.3
+        )
+    doc = result.as_json()["extrapolated"]
+    assert doc["attempts"] == 12  # the first run at 6 and the first at 9, 6 accounts each
+    served = doc["methods"][result.serving.method if result.serving else "model"]
+    assert served["mdape"] < 0.35  # the line carries the prediction past the seen sizes
+    assert any("beyond the largest size their step had seen" in m for m in result.messages)
