@@ -43,6 +43,7 @@ __all__ = [
     "StepGrowth",
     "attempt_sizes",
     "fit_growth",
+    "group_lines",
     "param_factor",
     "ratio",
     "sizes_of",
@@ -262,6 +263,40 @@ def fit_growth(
                     "pipeline",
                 )
     return GrowthFit(lines, elasticity, marked)
+
+
+#: Attempts a (step, account) group needs for its own line to weigh as much as its step's.
+GROUP_WEIGHT = 10
+
+
+def group_lines(
+    frame: pd.DataFrame, steps: Sequence[str], size_params: Mapping[str, Sequence[str]]
+) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """``{(step, account): (fixed, rate, attempts)}`` of the groups of ``steps`` whose own
+    history shows a line (the same test as a step's); accounts differ in how their work
+    grows, and a group's own line, shrunk towards its step's, covers that."""
+    if frame.empty or not steps:
+        return {}
+    done = frame.loc[
+        (frame["finished_at"].notna() & (frame["duration_s"] > 0)).fillna(False).to_numpy(bool)
+        & frame["step"].isin(list(steps)).to_numpy(bool)
+        & frame["account"].notna().to_numpy(bool)
+    ]
+    if "status" in done:
+        done = done.loc[done["status"].isin(("succeeded", "unknown")).to_numpy(bool)]
+    if done.empty:
+        return {}
+    sizes = attempt_sizes(done, size_params)
+    durations = done["duration_s"].to_numpy(dtype="float64")
+    out: dict[tuple[str, str], tuple[float, float, int]] = {}
+    keys = list(zip(done["step"].astype(str), done["account"].astype(str), strict=True))
+    codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+    for i, key in enumerate(uniques.tolist()):
+        rows = np.flatnonzero(codes == i)[-RECENT:]
+        fit = _line(sizes[rows], durations[rows])
+        if fit is not None and fit[2] >= MIN_R2:
+            out[key] = (fit[0], fit[1], len(rows))
+    return out
 
 
 def ratio(work: np.ndarray, reference: np.ndarray) -> np.ndarray:

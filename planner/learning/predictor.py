@@ -47,7 +47,14 @@ from planner.learning.features import (
     finished_attempts,
     to_seconds,
 )
-from planner.learning.growth import GrowthFit, fit_growth, param_factor, sizes_of
+from planner.learning.growth import (
+    GROUP_WEIGHT,
+    GrowthFit,
+    fit_growth,
+    group_lines,
+    param_factor,
+    sizes_of,
+)
 from planner.learning.memory import PeakMemoryRegressor
 from planner.learning.models import DurationModel, ModelBundle
 from planner.learning.queries import (
@@ -227,6 +234,8 @@ class Predictor:
             point_log, center = model.predict_both(X)
         point = np.exp(point_log)
         bound = model.conformal_.bounds(center, point)
+        if self.extrapolations:
+            point, bound = self._own_lines(table, point, bound)
         if model.source() == "model":
             sources = ["model"] * len(X)
         else:
@@ -238,6 +247,45 @@ class Predictor:
         if len(distinct) == len(tasks):  # rows are 0..n-1 in order: no task repeats
             return distinct
         return list(map(distinct.__getitem__, table.rows.tolist()))
+
+    def _own_lines(
+        self, table: QueryTable, point: np.ndarray, bound: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Beyond the sizes seen, blend each account's own line into its step's: the point
+        moves towards it by ``attempts / (attempts + GROUP_WEIGHT)`` (geometric), and the
+        bound covers the own line's answer at the same bound/point ratio."""
+        X = table.frame
+        beyond = np.flatnonzero(
+            X["work"].to_numpy(dtype="float64") > X["h.s.workmax"].to_numpy(dtype="float64")
+        )
+        if not len(beyond):
+            return point, bound
+        steps = sorted({table.steps[i] for i in beyond.tolist()})
+        lines = group_lines(self.history, steps, self.growth.size_params)
+        if not lines:
+            return point, bound
+        per_account = np.fromiter(
+            (a is not None and a != "" for a in table.accounts), bool, count=len(X)
+        )
+        sizes = sizes_of(
+            X["quantity"].to_numpy(dtype="float64"),
+            X["n_accounts"].to_numpy(dtype="float64"),
+            per_account,
+            param_factor(table.steps, table.params, self.growth.size_params),
+        )
+        point, bound = point.copy(), bound.copy()
+        for i in beyond.tolist():
+            line = lines.get((table.steps[i], str(table.accounts[i])))
+            if line is None or point[i] <= 0:
+                continue
+            fixed, rate, attempts = line
+            own = fixed + rate * sizes[i]
+            w = attempts / (attempts + GROUP_WEIGHT)
+            blended = math.exp((1 - w) * math.log(point[i]) + w * math.log(own))
+            spread = bound[i] / point[i]
+            bound[i] = max(bound[i] * blended / point[i], own * spread)
+            point[i] = blended
+        return point, bound
 
     def _extrapolations(self, table: QueryTable) -> list[str]:
         """One line per step whose planned size is beyond the largest its history saw."""

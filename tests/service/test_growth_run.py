@@ -16,7 +16,7 @@ from planner.history import HistoryStore
 JOB = """\
 import sys, time
 account, quantity = int(sys.argv[1][1:]), float(sys.argv[2])
-time.sleep(0.05 + 0.04 * (1 + 0.2 * account) * quantity)  # a fixed part and a rate
+time.sleep(0.05 + 0.1 * (1 + 0.2 * account) * quantity)  # a fixed part and a rate
 """
 ACCOUNTS = [f"a{i}" for i in range(6)]
 
