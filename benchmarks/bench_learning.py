@@ -165,22 +165,6 @@ def bench_training(rows: int) -> None:
     print(f"model / baselines-only training time: {full_s / base_s:.1f}x")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("latency", "training", "all"))
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args(argv)
-    if args.what in ("latency", "all"):
-        bench_latency()
-    if args.what in ("training", "all"):
-        bench_training(args.rows)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 @contextlib.contextmanager
 def serving_the_model() -> Iterator[None]:
     """Make ``train_pipeline`` keep the boosted model live even where the holdout gate
@@ -197,3 +181,19 @@ def serving_the_model() -> Iterator[None]:
         yield
     finally:
         training.judge = saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("latency", "training", "all"))
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+    if args.what in ("latency", "all"):
+        bench_latency()
+    if args.what in ("training", "all"):
+        bench_training(args.rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

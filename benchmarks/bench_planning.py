@@ -369,6 +369,24 @@ def bench_simulate(refits: int = REFITS) -> None:
         )
 
 
+@contextlib.contextmanager
+def serving_the_model() -> Iterator[None]:
+    """Make ``train_pipeline`` keep the boosted model live even where the holdout gate
+    would let a baseline serve (on these synthetic histories the two are close): the
+    benchmark times the model's prediction path."""
+    from planner.learning import training
+
+    def model(_ev: object, quantile: float) -> training.Serving:
+        return training.Serving("model", "benchmark", "model", None, None, None, quantile)
+
+    saved = training.judge
+    training.judge = model  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        training.judge = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("which", choices=("lpt", "latency", "simulate", "drift", "all"))
@@ -392,21 +410,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-@contextlib.contextmanager
-def serving_the_model() -> Iterator[None]:
-    """Make ``train_pipeline`` keep the boosted model live even where the holdout gate
-    would let a baseline serve (on these synthetic histories the two are close): the
-    benchmark times the model's prediction path."""
-    from planner.learning import training
-
-    def model(_ev: object, quantile: float) -> training.Serving:
-        return training.Serving("model", "benchmark", "model", None, None, None, quantile)
-
-    saved = training.judge
-    training.judge = model  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        training.judge = saved
