@@ -6,16 +6,27 @@ the literal. Fractions are plain floats; durations are float seconds (names end 
 """
 
 __all__ = [
+    "ALERTS_LOG",
     "ALERT_CRITICAL",
+    "ALERT_DELIVERY_GRACE_S",
+    "ALERT_DRIFT_COVERAGE",
+    "ALERT_DRIFT_MDAPE",
+    "ALERT_MIN_EXCESS_S",
+    "ALERT_SINK_MIN_LEVEL",
     "ALERT_STUCK",
     "ALERT_WARNING",
     "AUTO_TIMEOUT_FACTOR",
     "AUTO_TIMEOUT_FLOOR_S",
+    "COMMAND_SINK_TIMEOUT_S",
     "DEFAULT_TASK_S",
+    "DELIVERY_BACKOFF_BASE_S",
+    "DELIVERY_BACKOFF_CAP_S",
+    "EMAIL_SINK_TIMEOUT_S",
     "LEASE_TTL_S",
     "MIN_MARGIN",
     "QUANTILE",
     "STATE_DIR",
+    "WEBHOOK_SINK_TIMEOUT_S",
 ]
 
 QUANTILE = 0.95
@@ -63,3 +74,63 @@ SIMULATION_TRAIN_FRACTION = 0.3
 SIMULATION_REFITS = 4
 """Fits of planner's model along a replay's scored part (a periodic retraining; 1 is the
 fast path: about 6 s on the 28,000 KTH jobs, 4 about 30 s)."""
+
+ALERT_MIN_EXCESS_S = 1.0
+"""A task alert also needs its elapsed time past the threshold by at least this many
+seconds, so sub-second jitter never pages anyone (``alerts.min_excess``)."""
+
+ALERT_DRIFT_MDAPE = 0.5
+"""A ``model_drift`` alert fires when the recent median absolute percentage error of the
+predictions (0.5 = 50 %) goes above this (``alerts.drift_mdape``)."""
+
+ALERT_DRIFT_COVERAGE = 0.1
+"""A ``model_drift`` alert fires when the recent share of tasks that finished within
+their bound falls more than this below the target quantile, e.g. under 0.85 for 0.95
+(``alerts.drift_coverage``)."""
+
+ALERT_SINK_MIN_LEVEL = "warning"
+"""The lowest alert level a sink is sent (``alerts.sinks[].min_level``)."""
+
+ALERTS_LOG = "alerts.log"
+"""The always-on log sink's file, in the state dir (``alerts.sinks[].path`` overrides)."""
+
+ALERT_DELIVERY_GRACE_S = 10.0
+"""Seconds the deliveries still pending get when a run ends, before the process exits."""
+
+DELIVERY_BACKOFF_BASE_S = 1.0
+"""First wait before a failed delivery is tried again; it doubles on each failure."""
+
+DELIVERY_BACKOFF_CAP_S = 60.0
+"""Longest wait between two tries of a failing delivery."""
+
+WEBHOOK_SINK_TIMEOUT_S = 5.0
+"""Seconds a webhook POST may take (``alerts.sinks[].timeout``)."""
+
+EMAIL_SINK_TIMEOUT_S = 10.0
+"""Seconds an SMTP exchange may take, per network operation (``alerts.sinks[].timeout``)."""
+
+COMMAND_SINK_TIMEOUT_S = 10.0
+"""Seconds an alert command may run before it is killed (``alerts.sinks[].timeout``)."""
+
+PRESSURE_THRESHOLD = 0.8
+"""Share of the system's memory in use above which a run with ``memory_pressure`` starts
+no new task (``memory_pressure.threshold``)."""
+
+PRESSURE_CHECK_EVERY_S = 1.0
+"""Seconds between two readings of the system's memory in use
+(``memory_pressure.check_every``)."""
+
+PRESSURE_MAX_PAUSE_S = 300.0
+"""Seconds a memory pause may last with no task running before one task starts anyway
+(``memory_pressure.max_pause``)."""
+
+PRESSURE_CLEANUP_TIMEOUT_S = 60.0
+"""Seconds a pressure episode's ``cleanup_command`` may run before its tree is killed
+(``memory_pressure.cleanup_timeout``)."""
+
+__all__ += [
+    "PRESSURE_CHECK_EVERY_S",
+    "PRESSURE_CLEANUP_TIMEOUT_S",
+    "PRESSURE_MAX_PAUSE_S",
+    "PRESSURE_THRESHOLD",
+]

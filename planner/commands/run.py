@@ -101,6 +101,7 @@ def handle(args: argparse.Namespace) -> int:
     with Instance.for_pipeline(pipeline, db=args.db, models=args.models) as instance:
         try:
             session = prepare_run(instance, pipeline, request, observer=observer)
+            session.watch()  # the ETA and alerts against the plan, while it runs
             plan = session.plan
 
             def started(run_id: str) -> None:

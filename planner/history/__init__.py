@@ -1,4 +1,5 @@
-"""The history store: runs, task attempts, leases and plans, and the attempts DataFrame.
+"""The history store: runs, task attempts, leases, plans and alerts, and the attempts
+DataFrame.
 
 See docs/ARCHITECTURE.md ("History store"). SQLAlchemy 2 Core; SQLite (WAL) by default,
 any SQLAlchemy URL (PostgreSQL to share) through ``--db`` / ``$PLANNER_DB``.
@@ -9,10 +10,13 @@ from planner.history.leases import HolderAlive, holder_process_alive
 from planner.history.location import history_url
 from planner.history.records import (
     STDERR_TAIL_BYTES,
+    AlertRecord,
     AttemptOutcome,
     AttemptRecord,
     AttemptStart,
     AttemptStatus,
+    DeliveryRecord,
+    DeliveryStatus,
     ImportResult,
     LeaseHolder,
     LeaseOwner,
@@ -30,10 +34,13 @@ __all__ = [
     "FRAME_DTYPES",
     "SCHEMA_VERSION",
     "STDERR_TAIL_BYTES",
+    "AlertRecord",
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptStart",
     "AttemptStatus",
+    "DeliveryRecord",
+    "DeliveryStatus",
     "HistoryStore",
     "HolderAlive",
     "ImportResult",

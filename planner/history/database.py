@@ -40,7 +40,14 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
 from planner.errors import SchemaVersionError, StoreError
-from planner.history.schema import SCHEMA_VERSION, meta, metadata, trained_models
+from planner.history.schema import (
+    SCHEMA_VERSION,
+    alert_deliveries,
+    alerts,
+    meta,
+    metadata,
+    trained_models,
+)
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -147,8 +154,14 @@ def _migrate_1_to_2(conn: Connection) -> None:
     trained_models.create(conn, checkfirst=True)
 
 
+def _migrate_2_to_3(conn: Connection) -> None:
+    """Version 3: the alerts fired and their deliveries to each sink."""
+    alerts.create(conn, checkfirst=True)
+    alert_deliveries.create(conn, checkfirst=True)
+
+
 #: version -> the step that brings a database of that version to the next one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def ensure_schema(engine: Engine, where: str) -> None:

@@ -19,10 +19,13 @@ from planner.status import AttemptStatus, RunStatus  # re-exported: the history'
 
 __all__ = [
     "STDERR_TAIL_BYTES",
+    "AlertRecord",
     "AttemptOutcome",
     "AttemptRecord",
     "AttemptStart",
     "AttemptStatus",
+    "DeliveryRecord",
+    "DeliveryStatus",
     "ImportResult",
     "LeaseHolder",
     "LeaseOwner",
@@ -235,3 +238,45 @@ def task_counts(attempts: Iterable[Any]) -> dict[str, int]:
     for status in last.values():
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+class DeliveryStatus(StrEnum):
+    """Where one alert's delivery to one sink stands."""
+
+    PENDING = "pending"  # not tried yet (queued, or the process ended first)
+    SENT = "sent"
+    FAILED = "failed"  # the last try failed; retried while the process lives, then later
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One stored delivery: an alert to one sink (named by its label, never a secret)."""
+
+    delivery_id: int
+    alert_id: int
+    sink: str
+    status: str
+    attempts: int
+    last_error: str | None
+    updated_at: datetime
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """One stored alert and its deliveries (oldest sink row first)."""
+
+    alert_id: int
+    pipeline: str
+    run_id: str | None
+    step: str | None
+    account: str | None
+    level: str
+    kind: str
+    at: datetime
+    elapsed_s: float | None
+    predicted_s: float | None
+    bound_s: float | None
+    eta: datetime | None
+    text: str
+    deliveries: tuple[DeliveryRecord, ...] = ()

@@ -6,7 +6,8 @@ version this code can migrate is brought up to date when the database is opened
 (:class:`~planner.errors.SchemaVersionError`).
 
 Versions: 1 runs, attempts, leases, plans; 2 adds ``trained_models`` (the digest of every
-saved model, which the model registry checks before unpickling).
+saved model, which the model registry checks before unpickling); 3 adds ``alerts`` and
+``alert_deliveries`` (every alert fired, and each sink's delivery of it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -35,6 +37,8 @@ from planner.clock import ensure_utc
 __all__ = [
     "SCHEMA_VERSION",
     "UTCDateTime",
+    "alert_deliveries",
+    "alerts",
     "attempts",
     "leases",
     "meta",
@@ -45,7 +49,7 @@ __all__ = [
 ]
 
 #: Bump on every change to the tables below (and teach the code to migrate or refuse).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Row ids: BIGINT on servers, INTEGER on SQLite so that it is the rowid (autoincrement).
 _RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -185,4 +189,43 @@ trained_models = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
     Column("promoted_at", UTCDateTime),
+)
+
+#: One row per alert fired (see planner/monitoring): what, when, how bad, about which run
+#: and task, and the figures it was judged on. Added in version 3.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("run_id", String(64)),
+    Column("step", String(255)),
+    Column("account", String(255)),
+    Column("level", String(16), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("elapsed_s", Float),
+    Column("predicted_s", Float),
+    Column("bound_s", Float),
+    Column("eta", UTCDateTime),
+    Column("text", Text, nullable=False),
+    Index("ix_alerts_pipeline_at", "pipeline", "at"),
+    Index("ix_alerts_run", "run_id"),
+)
+
+#: One row per (alert, sink): ``pending`` until tried, then ``sent`` or ``failed`` with the
+#: last error (one line, secrets removed) and how many tries it took. Added in version 3.
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("alert_id", _RowId, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column("sink", String(255), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    UniqueConstraint("alert_id", "sink", name="uq_alert_deliveries_sink"),
+    Index("ix_alert_deliveries_status", "status"),
 )

@@ -22,6 +22,7 @@ from planner.clock import SYSTEM_CLOCK, Clock, ensure_utc
 from planner.errors import StoreError
 from planner.history import leases as lease_ops
 from planner.history import ledger
+from planner.history.alerts import AlertLog
 from planner.history.bulk import BulkInsert
 from planner.history.database import IMMEDIATE, ensure_schema, mask_url, open_engine, store_errors
 from planner.history.location import history_url
@@ -66,13 +67,15 @@ _FINISH_ATTEMPT = update(attempts).where(attempts.c.attempt_id == bindparam("b_a
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 
 
-class HistoryStore:
-    """Runs, attempts, leases and plans of every pipeline, in one database.
+class HistoryStore(AlertLog):
+    """Runs, attempts, leases, plans and alerts of every pipeline, in one database.
 
     ``HistoryStore(url)`` creates the schema if absent (safe when many processes open a
     database that does not exist yet), switches SQLite to WAL, and refuses a database
     whose schema version it does not know. ``alive`` decides whether a lease holder on
-    this host still runs (default: its pid exists and is not a zombie).
+    this host still runs (default: its pid exists and is not a zombie). The alert
+    methods (``record_alert``, ``update_delivery``, ``alerts``...) come from
+    :class:`~planner.history.alerts.AlertLog`.
     """
 
     def __init__(

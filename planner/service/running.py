@@ -32,8 +32,10 @@ if TYPE_CHECKING:
         RunRequest,
         RunResult,
     )
+    from planner.monitoring.delivery import AlertDispatcher
     from planner.planning.model import Plan
     from planner.service.instance import Instance
+    from planner.service.monitor import RunMonitor
 
 __all__ = ["RunOutcome", "RunSession", "directives_for", "prepare_run"]
 
@@ -113,6 +115,30 @@ class RunSession:
         self.directives, notes = directives_for(pipeline, plan)
         #: One-line notes for the operator: plan warnings, tasks without history.
         self.notes: list[str] = [*plan.warnings, *notes]
+        #: Watches the run against this plan (ETA, alerts) when monitoring is on.
+        self.monitor: RunMonitor | None = None
+        self._dispatcher: AlertDispatcher | None = None
+
+    def watch(self, *, tick_s: float = 1.0) -> RunMonitor:
+        """Watch the run against its plan: the ETA and alerts to the pipeline's sinks
+        (stored in the history at once; deliveries left from earlier runs are retried).
+        The runner's observer becomes the monitor, which forwards every event to it."""
+        from planner.monitoring.delivery import AlertDispatcher
+        from planner.service.monitor import RunMonitor
+
+        dispatcher = AlertDispatcher(self.pipeline, self.instance.store, clock=self.instance.clock)
+        dispatcher.retry_pending()
+        self._dispatcher = dispatcher
+        self.monitor = RunMonitor(
+            self.instance,
+            self.pipeline,
+            self.plan,
+            dispatcher,
+            downstream=self.runner.observer,
+            tick_s=tick_s,
+        )
+        self.runner.observer = self.monitor
+        return self.monitor
 
     def execute(self, on_started: Callable[[str], None] | None = None) -> RunOutcome:
         """Run to the end (or until stopped); the plan is stored with the run's id.
@@ -127,7 +153,15 @@ class RunSession:
             if on_started is not None:
                 on_started(run_id)
 
-        result = self.runner.run(self.prepared, directives=self.directives, on_created=store_plan)
+        try:
+            result = self.runner.run(
+                self.prepared, directives=self.directives, on_created=store_plan
+            )
+        finally:
+            if self.monitor is not None:
+                self.monitor.close()
+            if self._dispatcher is not None:  # pending deliveries get a bounded time
+                self._dispatcher.close()
         return RunOutcome(result=result, plan=self.plan)
 
 

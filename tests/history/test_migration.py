@@ -1,4 +1,5 @@
-"""Schema version 1 -> 2 (the trained_models table): migrated on open, once, data kept."""
+"""Schema migrations on open, once, data kept: 1 -> 2 (the trained_models table) and
+2 -> 3 (alerts and their deliveries), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -42,8 +43,13 @@ def _has_table(url: str, name: str) -> bool:
         engine.dispose()
 
 
-def _make_version_1(url: str) -> None:
-    """A history as version 1 left it: runs, attempts and a plan, no trained_models."""
+#: The tables each version added, newest last: dropped to make an older history.
+_ADDED_IN = {2: ("trained_models",), 3: ("alert_deliveries", "alerts")}
+
+
+def _make_version(url: str, version: int) -> None:
+    """A history as ``version`` left it: runs, attempts, a plan (and from version 2 a
+    recorded model), without the tables later versions added."""
     store = HistoryStore(url)
     try:
         store.create_run(run_id="r1", pipeline="etl", started_at=T0, concurrency=2)
@@ -52,29 +58,42 @@ def _make_version_1(url: str) -> None:
         store.finish_attempt(attempt_id, AttemptOutcome("succeeded", T0, 12.5, 0))
         store.finish_run("r1", "succeeded", T0)
         store.save_plan("etl", "r1", T0, 10.0, 20.0, {"steps": 1})
+        if version >= 2:
+            store.record_model("etl", "m0", "cd" * 32, T0)
     finally:
         store.close()
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
-            conn.execute(text("DROP TABLE trained_models"))
-            conn.execute(update(meta).where(meta.c.key == "schema_version").values(value="1"))
+            for added in sorted(_ADDED_IN, reverse=True):
+                if added > version:
+                    for table in _ADDED_IN[added]:
+                        conn.execute(text(f"DROP TABLE {table}"))
+            conn.execute(
+                update(meta).where(meta.c.key == "schema_version").values(value=str(version))
+            )
     finally:
         engine.dispose()
-    assert _version(url) == "1" and not _has_table(url, "trained_models")
+    assert _version(url) == str(version)
+    assert not _has_table(url, "alerts")
 
 
-def test_this_code_is_version_2_and_migrates_from_1() -> None:
-    assert SCHEMA_VERSION == 2
-    assert sorted(MIGRATIONS) == [1]
+def _make_version_1(url: str) -> None:
+    _make_version(url, 1)
+    assert not _has_table(url, "trained_models")
+
+
+def test_this_code_is_version_3_and_migrates_from_1_and_2() -> None:
+    assert SCHEMA_VERSION == 3
+    assert sorted(MIGRATIONS) == [1, 2]
 
 
 def test_a_version_1_history_is_migrated_and_keeps_its_data(store_url: str) -> None:
     _make_version_1(store_url)
     store = HistoryStore(store_url)
     try:
-        assert _version(store_url) == "2"
-        assert _has_table(store_url, "trained_models")
+        assert _version(store_url) == "3"
+        assert _has_table(store_url, "trained_models") and _has_table(store_url, "alerts")
         run = store.get_run("r1")
         assert run is not None and run.status == "succeeded" and run.concurrency == 2
         (attempt,) = store.attempts_for_run("r1")
@@ -86,12 +105,35 @@ def test_a_version_1_history_is_migrated_and_keeps_its_data(store_url: str) -> N
     finally:
         store.close()
     HistoryStore(store_url).close()  # opening again: nothing left to do
-    assert _version(store_url) == "2"
+    assert _version(store_url) == "3"
+
+
+def test_a_version_2_history_is_migrated_to_3_and_keeps_its_data(store_url: str) -> None:
+    _make_version(store_url, 2)
+    store = HistoryStore(store_url)
+    try:
+        assert _version(store_url) == "3"
+        assert _has_table(store_url, "alerts") and _has_table(store_url, "alert_deliveries")
+        run = store.get_run("r1")
+        assert run is not None and run.status == "succeeded"
+        assert [a.duration_s for a in store.attempts_for_run("r1")] == [12.5]
+        assert [p.bound_s for p in store.plans("etl")] == [20.0]
+        assert store.model_digest("etl", "m0") == "cd" * 32  # the ledger is kept
+        alert_id = store.record_alert(  # the new tables work
+            pipeline="etl", level="warning", kind="run_late", at=T0, text="late", sinks=["log"]
+        )
+        assert store.update_delivery(alert_id, "log", status="sent", attempts=1, sent_at=T0)
+        (record,) = store.alerts("etl")
+        assert [(d.sink, d.status) for d in record.deliveries] == [("log", "sent")]
+    finally:
+        store.close()
+    HistoryStore(store_url).close()
+    assert _version(store_url) == "3"
 
 
 def test_a_newer_or_unknown_version_is_still_refused(store_url: str) -> None:
     HistoryStore(store_url).close()
-    for version in ("3", "0", "v1"):
+    for version in ("4", "0", "v1"):
         engine = create_engine(store_url)
         with engine.begin() as conn:
             conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=version))
@@ -99,7 +141,7 @@ def test_a_newer_or_unknown_version_is_still_refused(store_url: str) -> None:
         with pytest.raises(SchemaVersionError) as caught:
             HistoryStore(store_url)
         assert f"version {version};" in caught.value.what
-        assert "up to 2" in caught.value.what
+        assert "up to 3" in caught.value.what
         assert _version(store_url) == version  # left as it was
 
 
@@ -143,7 +185,8 @@ def test_many_processes_migrate_an_old_sqlite_file_at_once(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 'history.db'}"
     _make_version_1(url)
     _open_at_once(url, tmp_path, 8)
-    assert _version(url) == "2" and _has_table(url, "trained_models")
+    assert _version(url) == "3" and _has_table(url, "trained_models")
+    assert _has_table(url, "alerts")
     store = HistoryStore(url)
     try:
         assert store.get_run("r1") is not None and len(store.attempts_for_run("r1")) == 1
@@ -157,4 +200,31 @@ def test_many_processes_migrate_an_old_postgres_database_at_once(
 ) -> None:
     _make_version_1(pg_fresh_url)
     _open_at_once(pg_fresh_url, tmp_path, 8)
-    assert _version(pg_fresh_url) == "2" and _has_table(pg_fresh_url, "trained_models")
+    assert _version(pg_fresh_url) == "3" and _has_table(pg_fresh_url, "trained_models")
+    assert _has_table(pg_fresh_url, "alert_deliveries")
+
+
+def test_many_processes_migrate_a_version_2_sqlite_file_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    _make_version(url, 2)
+    _open_at_once(url, tmp_path, 8)
+    assert _version(url) == "3" and _has_table(url, "alert_deliveries")
+    store = HistoryStore(url)
+    try:
+        assert store.model_digest("etl", "m0") == "cd" * 32 and store.alerts() == []
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_many_processes_migrate_a_version_2_postgres_database_at_once(
+    pg_fresh_url: str, tmp_path: Path
+) -> None:
+    _make_version(pg_fresh_url, 2)
+    _open_at_once(pg_fresh_url, tmp_path, 8)
+    assert _version(pg_fresh_url) == "3" and _has_table(pg_fresh_url, "alerts")
+    store = HistoryStore(pg_fresh_url)
+    try:
+        assert store.model_digest("etl", "m0") == "cd" * 32 and store.alerts() == []
+    finally:
+        store.close()
