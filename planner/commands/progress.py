@@ -18,7 +18,12 @@ __all__ = ["LiveProgress", "PlainProgress"]
 
 
 def _failure(event: TaskFinished | TaskRetrying) -> str:
-    """``exit 75, network_error`` (what is known of a failed attempt)."""
+    """``exit 75, network_error`` (what is known of a failed attempt), or ``memory limit
+    512MiB`` for one stopped over its step's memory limit."""
+    if event.memory_limit is not None:
+        from planner.execution.memory import format_memory
+
+        return f"memory limit {format_memory(event.memory_limit)}"
     parts = [f"exit {event.exit_code}"] if event.exit_code is not None else []
     if event.error_class:
         parts.append(event.error_class)
@@ -35,6 +40,48 @@ def _stopping(event: RunStopping) -> str:
     grace = f"{event.grace_s:g}s" if event.grace_s < 60 else format_duration(event.grace_s)
     wait = f"waiting up to {grace} for {event.running} running task(s)"
     return f"stopping: {why}, {wait}" if event.running else f"stopping: {why}"
+
+
+def _percent(fraction: float) -> str:
+    return f"{fraction * 100:.0f}%"
+
+
+def _pressure(event: RunEvent) -> str | None:
+    """The line of a memory-pressure event (``None`` for other events)."""
+    import shlex
+
+    from planner.execution import (
+        PressureCleanup,
+        PressureForcedStart,
+        PressurePaused,
+        PressureResumed,
+    )
+    from planner.units import format_duration
+
+    match event:
+        case PressurePaused(memory=memory, threshold=threshold, waiting=waiting):
+            return (
+                f"paused: memory {_percent(memory)} in use > {_percent(threshold)}; "
+                f"{waiting} task(s) waiting"
+            )
+        case PressureResumed(memory=memory, threshold=threshold, paused_s=paused_s, peak=peak):
+            return (
+                f"resumed: memory {_percent(memory)} in use < {_percent(threshold)} after "
+                f"{format_duration(paused_s)} paused (peak {_percent(peak)})"
+            )
+        case PressureForcedStart(memory=memory, threshold=threshold, idle_s=idle_s):
+            return (
+                f"paused {format_duration(idle_s)} with no task running (memory "
+                f"{_percent(memory)} in use > {_percent(threshold)}): starting 1 task anyway"
+            )
+        case PressureCleanup(cleanup=done):
+            shown = shlex.join(done.command)
+            if done.exit_code is None:
+                return f"cleanup {shown}: could not start ({done.error})"
+            killed = f", {done.error}" if done.error else ""
+            took = format_duration(done.duration_s)
+            return f"cleanup {shown}: exit {done.exit_code} in {took}{killed}"
+    return None
 
 
 class PlainProgress:
@@ -76,6 +123,10 @@ class PlainProgress:
                 self._line(f"cancelled {len(keys)} task(s) that had not started")
             case RunStopping():
                 self._line(_stopping(event))
+            case _:
+                line = _pressure(event)
+                if line is not None:
+                    self._line(line)
 
     @staticmethod
     def _name(label: str, attempt: int) -> str:
@@ -193,6 +244,10 @@ class LiveProgress:
                 self._say(_stopping(event))
             case RunFinished():
                 self.close()
+            case _:
+                line = _pressure(event)
+                if line is not None:
+                    self._say(line)
 
     def _say(self, text: str) -> None:
         """A line above the table (it stays when the table is redrawn)."""

@@ -3,6 +3,10 @@ sampling, retry policy, guards (file lock + lease), and the events observers rec
 
 from planner.execution.control import LoopSettings, RunControl, StopReason
 from planner.execution.events import (
+    PressureCleanup,
+    PressureForcedStart,
+    PressurePaused,
+    PressureResumed,
     RunEvent,
     RunFinished,
     RunObserver,
@@ -17,6 +21,15 @@ from planner.execution.events import (
 )
 from planner.execution.executor import Executor, LocalExecutor, TaskExit, TaskHandle
 from planner.execution.guards import PipelineLock, Takeover, acquire_run_guards, lease_ttl
+from planner.execution.memory import MemoryExceeded, MemoryWatch, format_memory
+from planner.execution.pressure import (
+    CleanupRecord,
+    FixedMemoryProbe,
+    MemoryProbe,
+    PressureGate,
+    PressurePause,
+    SystemMemoryProbe,
+)
 from planner.execution.process import ExitInfo, Launch, TaskProcess, kill_group, spawn
 from planner.execution.retry import RetryDecision, backoff_delay, classify_failure, decide_retry
 from planner.execution.runner import (
@@ -33,13 +46,24 @@ from planner.execution.stopping import block_stop_signals, stop_signals_blocked
 from planner.execution.tasks import TaskGraph, TaskKey, TaskState
 
 __all__ = [
+    "CleanupRecord",
     "Executor",
     "ExitInfo",
+    "FixedMemoryProbe",
     "Launch",
     "LocalExecutor",
     "LoopSettings",
+    "MemoryExceeded",
+    "MemoryProbe",
+    "MemoryWatch",
     "PipelineLock",
     "PreparedRun",
+    "PressureCleanup",
+    "PressureForcedStart",
+    "PressureGate",
+    "PressurePause",
+    "PressurePaused",
+    "PressureResumed",
     "RetryDecision",
     "RunControl",
     "RunDirectives",
@@ -52,6 +76,7 @@ __all__ = [
     "RunStopping",
     "Runner",
     "StopReason",
+    "SystemMemoryProbe",
     "Takeover",
     "TaskExit",
     "TaskFinished",
@@ -72,6 +97,7 @@ __all__ = [
     "block_stop_signals",
     "classify_failure",
     "decide_retry",
+    "format_memory",
     "handle_signals",
     "kill_group",
     "lease_ttl",

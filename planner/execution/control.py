@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from planner.config.models import RetryPolicy
+    from planner.config.models import MemoryPressure, RetryPolicy
     from planner.execution.tasks import TaskKey
 
 __all__ = ["LoopSettings", "RunControl", "StopReason"]
@@ -75,11 +75,13 @@ class RunControl:
 @dataclass(frozen=True)
 class LoopSettings:
     """How the loop runs: at most ``limit`` tasks at once, the stop and kill graces, the
-    timeouts of tasks of ``timeout: auto`` steps (a task missing here has none), and the
-    retry policy of each step (by step id; a step missing here is not retried)."""
+    timeouts of tasks of ``timeout: auto`` steps (a task missing here has none), the
+    retry policy of each step (by step id; a step missing here is not retried), and the
+    pipeline's ``memory_pressure`` (``None``: starts never pause for memory)."""
 
     limit: int
     stop_grace: float = 10.0
     kill_grace: float = 5.0
     timeouts: Mapping[TaskKey, float] = field(default_factory=dict)
     retry_policies: Mapping[str, RetryPolicy | None] = field(default_factory=dict)
+    memory_pressure: MemoryPressure | None = None

@@ -9,6 +9,10 @@ Observers (progress displays, a monitor) implement :class:`RunObserver`: one met
 - :class:`TaskSkipped` for a task whose dependency failed for good (it never starts);
 - at a stop, :class:`RunStopping` (and again with ``forced`` at a second signal), and one
   :class:`TasksCancelled` for every task that had not started (or waited for a retry);
+- with ``memory_pressure``: :class:`PressurePaused` when starts pause, then
+  :class:`PressureResumed` when they go on (none when the run ends while paused);
+  :class:`PressureForcedStart` before a task started anyway after ``max_pause``;
+  :class:`PressureCleanup` when an episode's cleanup command ended;
 - :class:`RunFinished` once, at the end.
 """
 
@@ -23,9 +27,14 @@ from planner.status import AttemptStatus, RunStatus
 
 if TYPE_CHECKING:
     from planner.execution.guards import Takeover
+    from planner.execution.pressure import CleanupRecord, PressurePause
     from planner.execution.tasks import TaskKey
 
 __all__ = [
+    "PressureCleanup",
+    "PressureForcedStart",
+    "PressurePaused",
+    "PressureResumed",
     "RunEvent",
     "RunFinished",
     "RunObserver",
@@ -56,6 +65,8 @@ class RunResult:
     #: Tasks recorded ``cancelled`` at the stop without having started (or while they
     #: waited for a retry).
     cancelled_not_started: int = 0
+    #: The memory-pressure pauses of the run, oldest first (``memory_pressure``).
+    pauses: tuple[PressurePause, ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -83,7 +94,8 @@ class TaskStarted:
 @dataclass(frozen=True)
 class TaskRetrying:
     """An attempt failed (``failed`` or ``timed_out``) and the task runs again after
-    ``delay_s``, as attempt ``attempt + 1``."""
+    ``delay_s``, as attempt ``attempt + 1``. ``memory_limit``: the bytes its tree
+    exceeded when it was stopped for that (error class ``memory``)."""
 
     key: TaskKey
     attempt: int
@@ -92,12 +104,14 @@ class TaskRetrying:
     exit_code: int | None
     error_class: str
     delay_s: float
+    memory_limit: int | None = None
 
 
 @dataclass(frozen=True)
 class TaskFinished:
     """A task's final attempt ended: ``succeeded``, ``failed``, ``timed_out`` or
-    ``cancelled`` (killed at a stop). ``error_class`` is set for a failure."""
+    ``cancelled`` (killed at a stop). ``error_class`` is set for a failure;
+    ``memory_limit`` (bytes) when it was stopped over its step's memory limit."""
 
     key: TaskKey
     attempt: int
@@ -105,6 +119,7 @@ class TaskFinished:
     duration_s: float
     exit_code: int | None
     error_class: str | None
+    memory_limit: int | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +148,47 @@ class RunStopping:
 
 
 @dataclass(frozen=True)
+class PressurePaused:
+    """The system's memory in use (``memory``, a fraction) rose above ``threshold``: no
+    new task starts until it falls below again; ``running`` tasks go on, ``waiting`` are
+    held back. ``cleanup``: the episode's cleanup command, started now."""
+
+    memory: float
+    threshold: float
+    waiting: int
+    running: int
+    cleanup: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class PressureResumed:
+    """Memory in use fell below the threshold after ``paused_s``: tasks start again
+    (``peak``: the highest reading of the pause)."""
+
+    memory: float
+    threshold: float
+    paused_s: float
+    peak: float
+
+
+@dataclass(frozen=True)
+class PressureForcedStart:
+    """A pause had no task running for ``idle_s`` (at least ``max_pause``) while memory
+    stayed above the threshold: one task starts anyway, so a run never waits forever."""
+
+    memory: float
+    threshold: float
+    idle_s: float
+
+
+@dataclass(frozen=True)
+class PressureCleanup:
+    """A pressure episode's cleanup command ended (its exit code and duration)."""
+
+    cleanup: CleanupRecord
+
+
+@dataclass(frozen=True)
 class RunFinished:
     """The run ended (also after a stop)."""
 
@@ -147,6 +203,10 @@ RunEvent = (
     | TaskSkipped
     | TasksCancelled
     | RunStopping
+    | PressurePaused
+    | PressureResumed
+    | PressureForcedStart
+    | PressureCleanup
     | RunFinished
 )
 

@@ -4,9 +4,12 @@ The run loop only talks to an executor: it opens it for the run, starts a
 :class:`~planner.execution.process.Launch` (getting a handle), hands the handle to one
 of its waiting threads, which calls :meth:`Executor.wait` (it returns when the task
 ended, was killed at its deadline, or was killed on request), and asks for kills with
-:meth:`Executor.request_kill` from the loop's thread. :class:`LocalExecutor` runs each
-task as a process tree of this machine (its own session, sampled for memory and CPU);
-another executor (Dask distributed) plugs in here without changing the loop.
+:meth:`Executor.request_kill` from the loop's thread. A step's ``memory_limit`` is
+enforced by the loop on :meth:`Executor.memory_in_use` (the RSS of the task's whole tree
+as last measured), so every executor that reports it gets the same limit.
+:class:`LocalExecutor` runs each task as a process tree of this machine (its own session,
+sampled for memory and CPU); another executor (Dask distributed) plugs in here without
+changing the loop.
 
 Times (``deadline``, :attr:`ExitInfo.ended_mono`) are monotonic seconds of the clock
 given to :meth:`Executor.open`, the run's clock.
@@ -69,6 +72,12 @@ class Executor(Protocol):
         :meth:`wait` then returns ``cancelled``. Safe from any thread, and before ``wait``."""
         ...
 
+    def memory_in_use(self, handle: TaskHandle) -> int | None:
+        """Bytes of RSS the task's whole process tree held at its last measurement
+        (``None`` when unknown or ended). Cheap: returns what was measured, measures
+        nothing; called from the loop's thread about every 0.2 s per limited task."""
+        ...
+
 
 class LocalExecutor:
     """Tasks as process trees on this machine (:func:`~planner.execution.process.spawn`),
@@ -110,6 +119,10 @@ class LocalExecutor:
 
     def request_kill(self, handle: TaskHandle, grace: float) -> None:
         _own(handle).request_kill(grace)
+
+    def memory_in_use(self, handle: TaskHandle) -> int | None:
+        sampler = self._sampler
+        return sampler.current(_own(handle).pid) if sampler is not None else None
 
 
 def _own(handle: TaskHandle) -> TaskProcess:

@@ -4,7 +4,9 @@ Placeholders (``{account}``, ``{quantity}``, ``{step}``, ``{run_id}`` and the st
 params) are filled in; the environment is the runner's, the step's ``env``, and
 ``PLANNER_RUN_ID``, ``PLANNER_STEP``, ``PLANNER_ACCOUNT``, ``PLANNER_QUANTITY``,
 ``PLANNER_ATTEMPT`` (a takeover finds a dead run's processes by them). Logs go to
-``<state_dir>/logs/<run_id>/<step>[.<account>].<attempt>.log``.
+``<state_dir>/logs/<run_id>/<step>[.<account>].<attempt>.log``; a memory-pressure
+episode's cleanup command logs to ``cleanup.<episode>.log`` beside them (it runs with the
+runner's environment, without the ``PLANNER_`` task variables: it is no task of the run).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from planner.execution.tasks import TaskKey
 
 __all__ = ["TaskLaunches"]
+
+_TASK_VARIABLES = frozenset(
+    ("PLANNER_RUN_ID", "PLANNER_STEP", "PLANNER_ACCOUNT", "PLANNER_QUANTITY", "PLANNER_ATTEMPT")
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,15 @@ class TaskLaunches:
             log_path=self.logs / f"{name}.{attempt}.log",
             cwd=step.cwd or self.cwd,
             shell=step.shell,
+        )
+
+    def cleanup(self, command: tuple[str, ...], episode: int) -> Launch:
+        """The launch of the cleanup command of pressure episode number ``episode``."""
+        return Launch(
+            command=tuple(command),
+            env={k: v for k, v in self.base_env.items() if k not in _TASK_VARIABLES},
+            log_path=self.logs / f"cleanup.{episode}.log",
+            cwd=self.cwd,
         )
 
 

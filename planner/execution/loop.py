@@ -14,6 +14,12 @@ Stopping (see :class:`~planner.execution.control.RunControl`): the first stop re
 (or a lost lease) stops starting tasks, records the tasks that had not started
 ``cancelled``, lets running ones finish for ``stop_grace`` seconds, then kills them
 (TERM, ``kill_grace``, KILL); a second request kills at once.
+
+Memory: on every wake-up the tasks of steps with a ``memory_limit`` are checked against
+the executor's figure of their tree (:mod:`planner.execution.memory`); one over its limit
+is killed like a timeout and fails with error class ``memory``. With the pipeline's
+``memory_pressure``, a :class:`~planner.execution.pressure.PressureGate` decides how many
+tasks may start (none while the system's memory in use is above the threshold).
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ from planner.execution.events import (
 )
 from planner.execution.executor import Executor, TaskExit, TaskHandle
 from planner.execution.launches import TaskLaunches
+from planner.execution.memory import MemoryWatch
+from planner.execution.pressure import MemoryProbe, PressureGate, PressurePause, SystemMemoryProbe
 from planner.execution.process import ExitInfo, log_tail
 from planner.execution.recorder import RunRecorder
 from planner.execution.retry import decide_retry
@@ -66,15 +74,19 @@ class _Active:
 
 @dataclass(frozen=True)
 class LoopOutcome:
-    """How the loop ended: the run's status, and how many tasks were cancelled before
-    they started."""
+    """How the loop ended: the run's status, how many tasks were cancelled before they
+    started, and the memory-pressure pauses."""
 
     status: RunStatus
     cancelled_not_started: int
+    pauses: tuple[PressurePause, ...] = ()
 
 
 class RunLoop:
-    """The state of one run's scheduler loop (run it once with :meth:`run`)."""
+    """The state of one run's scheduler loop (run it once with :meth:`run`).
+
+    ``memory_probe``: where the system's memory in use is read when the settings have
+    ``memory_pressure`` (default: this machine's)."""
 
     def __init__(
         self,
@@ -88,6 +100,7 @@ class RunLoop:
         observer: RunObserver | None = None,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        memory_probe: MemoryProbe | None = None,
     ) -> None:
         self.graph = graph
         self.settings = settings
@@ -108,6 +121,20 @@ class RunLoop:
         self._jobs: queue.SimpleQueue[tuple[TaskKey, TaskHandle, float | None] | None] = (
             queue.SimpleQueue()
         )
+        self.memory = MemoryWatch(executor)
+        self.gate: PressureGate | None = None
+        pressure = settings.memory_pressure
+        if pressure is not None:
+            command = pressure.cleanup_command
+            self.gate = PressureGate(
+                pressure,
+                memory_probe or SystemMemoryProbe(),
+                clock=clock,
+                wall=self.wall,
+                emit=self._emit,
+                cleanup_launch=(lambda n: launches.cleanup(command, n)) if command else None,
+                kill_grace=settings.kill_grace,
+            )
 
     def wall(self, mono: float) -> datetime:
         """The UTC time of a monotonic reading of the run's clock."""
@@ -123,6 +150,8 @@ class RunLoop:
         watchers: list[threading.Thread] = []
         stopped_at: float | None = None
         killed = forced = False
+        gate = self.gate
+        pauses: tuple[PressurePause, ...] = ()
         try:
             self.executor.open(self.clock)
             for i in range(settings.limit):
@@ -134,6 +163,8 @@ class RunLoop:
                 reason = control.reason
                 if stopped_at is None and reason is not None:
                     stopped_at = now
+                    if gate is not None:
+                        gate.stop(now)
                     if reason is not StopReason.FORCED:  # (else said just below)
                         grace, running = settings.stop_grace, len(self.running)
                         self._emit(RunStopping(reason, grace, running))
@@ -148,6 +179,7 @@ class RunLoop:
                     self._kill_running(settings.kill_grace)
                 if stopped_at is None:
                     self._start_due(now)
+                self.memory.check(settings.kill_grace)
                 idle = not self.running and (stopped_at is not None or not self.delayed)
                 if idle and (stopped_at is not None or not self.graph.has_ready()):
                     break
@@ -157,6 +189,8 @@ class RunLoop:
             for _ in watchers:
                 self._jobs.put(None)
             try:
+                if gate is not None:
+                    pauses = gate.close(self.clock.monotonic())
                 self.executor.close()
             finally:
                 self.recorder.close()
@@ -167,19 +201,24 @@ class RunLoop:
             status = RunStatus.SUCCEEDED
         else:
             status = RunStatus.FAILED
-        return LoopOutcome(status, self._cancelled)
+        return LoopOutcome(status, self._cancelled, pauses)
 
     def _kill_running(self, grace: float) -> None:
         for active in self.running.values():
             self.executor.request_kill(active.handle, grace)
 
     def _wait(self, now: float) -> None:
-        """Wait for task exits (or a due retry), then handle every exit that arrived."""
+        """Wait for task exits (or a due retry, or the pressure gate), then handle every
+        exit that arrived."""
         timeout = _WAKE_S
-        if self.delayed:
-            timeout = max(0.0, min(timeout, self.delayed[0][0] - now))
+        wake = self.delayed[0][0] if self.delayed else None
+        gate = self.gate
+        if gate is not None and gate.paused:  # a due retry waits for the gate
+            wake = gate.next_wake if wake is None or wake <= now else min(wake, gate.next_wake)
+        if wake is not None:
+            timeout = max(0.0, min(timeout, wake - now))
             if not self.running:
-                self.clock.sleep(timeout)  # nothing to wait for but the retry
+                self.clock.sleep(timeout)  # nothing to wait for but the retry or the gate
                 return
         exited: list[tuple[TaskKey, TaskExit]] = []
         try:
@@ -196,15 +235,30 @@ class RunLoop:
 
     def _start_due(self, now: float) -> None:
         limit = self.settings.limit
+        budget = limit  # starts allowed by the pressure gate (more than can happen)
+        if self.gate is not None:
+            running = len(self.running)
+            due = bool(self.delayed) and self.delayed[0][0] <= now
+            wanted = limit - running if due or self.graph.has_ready() else 0
+            waiting = lambda: self._waiting(now)  # noqa: E731 (read only when a pause begins)
+            budget = self.gate.admit(now, wanted, running=running, waiting=waiting)
         while self.delayed and self.delayed[0][0] <= now and len(self.running) < limit:
+            if budget <= 0:
+                break
+            budget -= 1
             _, _, key = heapq.heappop(self.delayed)
             self._start(key)
-        while len(self.running) < limit:
+        while len(self.running) < limit and budget > 0:
             ready = self.graph.pop_ready()
             if ready is None:
                 break
+            budget -= 1
             self._start(ready)
         self.recorder.submit_starts()
+
+    def _waiting(self, now: float) -> int:
+        """Tasks that could start now (ready, or a retry that is due)."""
+        return self.graph.ready_count() + sum(1 for due, *_ in self.delayed if due <= now)
 
     def _start(self, key: TaskKey) -> None:
         step = self.graph.step_of(key)
@@ -225,6 +279,8 @@ class RunLoop:
         if step.timeout == "auto":
             timeout = self.settings.timeouts.get(key)
         deadline = started_mono + timeout if timeout is not None else None
+        if step.memory_limit is not None:
+            self.memory.watch(key, handle, step.memory_limit)
         self._jobs.put((key, handle, deadline))
         ref = self.recorder.start(
             key, step, attempt, self.wall(started_mono), pid=handle.pid, pgid=handle.pgid
@@ -268,7 +324,12 @@ class RunLoop:
             assert unstarted is not None
             (ref, log_path), attempt = unstarted, self.graph.attempts(key)
             started_mono = info.ended_mono
-        if info.cancelled:
+        exceeded = self.memory.ended(key)
+        if exceeded is not None and not info.cancelled:
+            exceeded = None  # it ended on its own before the kill: as it ended
+        if exceeded is not None:
+            status = AttemptStatus.FAILED  # stopped over its memory limit
+        elif info.cancelled:
             status = AttemptStatus.CANCELLED
         elif info.timed_out:
             status = AttemptStatus.TIMED_OUT
@@ -280,6 +341,7 @@ class RunLoop:
         tail = start_error or (log_tail(log_path) if status != AttemptStatus.SUCCEEDED else None)
         error_class: str | None = None
         reason: str | None = None
+        limit = exceeded.limit_bytes if exceeded is not None else None
         skips: list[tuple[TaskKey, str]] = []
         retrying: TaskRetrying | None = None
         if status == AttemptStatus.SUCCEEDED:
@@ -295,12 +357,16 @@ class RunLoop:
                 stderr_tail=tail or "",
                 timed_out=info.timed_out,
                 rng=self.rng,
+                over_memory=exceeded is not None,
             )
             error_class = decision.error_class
+            if exceeded is not None:
+                reason = exceeded.reason(done.peak_rss_mb)
             if decision.retry and not self.control.stopping:
-                reason = f"retry {attempt + 1} in {decision.delay_s:.2f}s"
+                retry = f"retry {attempt + 1} in {decision.delay_s:.2f}s"
+                reason = f"{reason}; {retry}" if reason else retry
                 retrying = TaskRetrying(key, attempt, status, duration, info.exit_code,
-                                        error_class, decision.delay_s)  # fmt: skip
+                                        error_class, decision.delay_s, limit)  # fmt: skip
                 self.graph.retry_later(key)
                 self._seq += 1
                 due = self.clock.monotonic() + decision.delay_s
@@ -322,7 +388,8 @@ class RunLoop:
         if retrying is not None:
             self._emit(retrying)
         else:
-            self._emit(TaskFinished(key, attempt, status, duration, info.exit_code, error_class))
+            self._emit(TaskFinished(key, attempt, status, duration, info.exit_code,
+                                    error_class, limit))  # fmt: skip
         for skipped, why in skips:
             self.recorder.skipped(skipped, self.graph.step_of(skipped), ended, why)
             self._emit(TaskSkipped(skipped, why))

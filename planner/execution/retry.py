@@ -1,11 +1,12 @@
 """Retries by error class: classify a failure, then decide whether and when to retry.
 
 A failure gets the class of the first rule of the step's policy that matches (an exit code
-listed, or a regex found in the stderr tail); a timeout is class ``timeout``; anything else
-is ``default``. The class's action gives the number of retries and the backoff:
-exponential (``base * 2**(n-1)``), linear (``base * n``) or fixed (``base``), capped at
-``cap``, and with full jitter a uniform draw in ``[0, delay]``. Randomness comes in as an
-argument, so tests pass a seeded ``random.Random``.
+listed, or a regex found in the stderr tail); a timeout is class ``timeout``, a task stopped
+over its step's ``memory_limit`` class ``memory``; anything else is ``default``. The
+class's action gives the number of retries and the backoff: exponential
+(``base * 2**(n-1)``), linear (``base * n``) or fixed (``base``), capped at ``cap``, and
+with full jitter a uniform draw in ``[0, delay]``. Randomness comes in as an argument, so
+tests pass a seeded ``random.Random``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,18 @@ from dataclasses import dataclass
 
 from planner.config.models import RetryAction, RetryPolicy
 
-__all__ = ["RetryDecision", "backoff_delay", "classify_failure", "decide_retry"]
+__all__ = [
+    "DEFAULT_CLASS",
+    "MEMORY_CLASS",
+    "TIMEOUT_CLASS",
+    "RetryDecision",
+    "backoff_delay",
+    "classify_failure",
+    "decide_retry",
+]
 
 TIMEOUT_CLASS = "timeout"
+MEMORY_CLASS = "memory"
 DEFAULT_CLASS = "default"
 
 
@@ -32,9 +42,17 @@ class RetryDecision:
 
 
 def classify_failure(
-    policy: RetryPolicy | None, *, exit_code: int | None, stderr_tail: str, timed_out: bool
+    policy: RetryPolicy | None,
+    *,
+    exit_code: int | None,
+    stderr_tail: str,
+    timed_out: bool,
+    over_memory: bool = False,
 ) -> str:
-    """The error class of a failed attempt under ``policy``."""
+    """The error class of a failed attempt under ``policy`` (``over_memory``: it was
+    stopped for exceeding its memory limit)."""
+    if over_memory:
+        return MEMORY_CLASS
     if timed_out:
         return TIMEOUT_CLASS
     if policy is None:
@@ -70,10 +88,15 @@ def decide_retry(
     stderr_tail: str,
     timed_out: bool,
     rng: random.Random,
+    over_memory: bool = False,
 ) -> RetryDecision:
     """Classify the failure of attempt number ``attempt`` (1-based) and decide its retry."""
     error_class = classify_failure(
-        policy, exit_code=exit_code, stderr_tail=stderr_tail, timed_out=timed_out
+        policy,
+        exit_code=exit_code,
+        stderr_tail=stderr_tail,
+        timed_out=timed_out,
+        over_memory=over_memory,
     )
     if policy is None:
         return RetryDecision(error_class, retry=False)

@@ -32,6 +32,7 @@ from planner.execution.executor import Executor, LocalExecutor
 from planner.execution.guards import acquire_run_guards
 from planner.execution.launches import TaskLaunches
 from planner.execution.loop import RunLoop
+from planner.execution.pressure import MemoryProbe
 from planner.execution.recorder import RunRecorder
 from planner.execution.stopping import handle_signals as _handle_signals
 from planner.execution.tasks import TaskGraph, TaskKey
@@ -135,7 +136,9 @@ class Runner:
     """Runs one pipeline once (or resumes a run), recording everything in ``store``.
 
     ``executor``: where tasks run (default: a :class:`LocalExecutor`); ``control``: the
-    stop switch to share (default: a new one, ``runner.control``)."""
+    stop switch to share (default: a new one, ``runner.control``); ``memory_probe``:
+    where the pipeline's ``memory_pressure`` reads the system's memory in use (default:
+    this machine, through psutil)."""
 
     def __init__(
         self,
@@ -149,6 +152,7 @@ class Runner:
         host: str | None = None,
         executor: Executor | None = None,
         control: RunControl | None = None,
+        memory_probe: MemoryProbe | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -161,6 +165,7 @@ class Runner:
             sample_interval=self.request.sample_interval
         )
         self.control = control or RunControl()
+        self.memory_probe = memory_probe
 
     # -- preparing ----------------------------------------------------------------------
 
@@ -252,6 +257,7 @@ class Runner:
             kill_grace=request.kill_grace,
             timeouts=directives.timeouts,
             retry_policies={s.id: self.pipeline.retry_policy(s) for s in prepared.steps},
+            memory_pressure=self.pipeline.memory_pressure,
         )
         run_id = new_run_id(self.clock.now())
         owner = LeaseOwner(uuid.uuid4().hex, self.host, os.getpid(), run_id)
@@ -298,6 +304,7 @@ class Runner:
                 lease_lost=self.control.lease_lost,
                 stopped_by_signal=self.control.stop_requests > 0,
                 cancelled_not_started=outcome.cancelled_not_started,
+                pauses=outcome.pauses,
             )
         if self.observer is not None:
             self.observer.on_event(RunFinished(result))
@@ -325,4 +332,5 @@ class Runner:
             observer=self.observer,
             clock=self.clock,
             rng=self.rng,
+            memory_probe=self.memory_probe,
         )

@@ -9,7 +9,9 @@ children) are taken as a floor.
 Memory is each process's own peak so far (``VmHWM`` in ``/proc/<pid>/status``, which
 the kernel keeps up to date between samples), summed over the tree; for a tree of one
 process that is its true peak up to the last sample, for several processes an upper
-bound (their peaks need not coincide).
+bound (their peaks need not coincide). The same read gives each process's RSS now
+(``VmRSS``): their sum at the last sample is what the tree holds
+(:meth:`TreeSampler.current`, what a step's ``memory_limit`` is checked against).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class TreeUsage:
     peak_rss_bytes: int = 0
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
     added: float = 0.0
+    #: The tree's summed RSS at the last sample (a young tree: at least its root's).
+    rss_bytes: int = 0
 
     @property
     def cpu_s(self) -> float:
@@ -62,16 +66,20 @@ def _cpu_seconds(pid: int) -> float | None:
         return None
 
 
-def _peak_rss(pid: int) -> int:
-    """Bytes of ``VmHWM`` (the process's peak RSS) of a live process, else 0."""
+def _rss(pid: int) -> tuple[int, int]:
+    """Bytes of ``VmHWM`` (the process's peak RSS) and ``VmRSS`` (its RSS now) of a live
+    process, else 0 (``VmRSS`` follows ``VmHWM`` in the file: one read gives both)."""
+    peak = 0
     try:
         with open(f"/proc/{pid}/status", "rb") as fh:
             for line in fh:
                 if line.startswith(b"VmHWM:"):
-                    return int(line.split()[1]) * 1024
+                    peak = int(line.split()[1]) * 1024
+                elif line.startswith(b"VmRSS:"):
+                    return peak, int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
-    return 0
+    return peak, 0
 
 
 #: Trees younger than this get their root sampled every :data:`YOUNG_TICK_S` as well.
@@ -111,7 +119,7 @@ class TreeSampler:
         cpu = _cpu_seconds(pid)
         if cpu is not None:
             usage.cpu_by_pid[pid] = cpu
-            usage.peak_rss_bytes = _peak_rss(pid)
+            usage.peak_rss_bytes, usage.rss_bytes = _rss(pid)
         with self._lock:
             self._trees[pid] = usage
 
@@ -119,6 +127,13 @@ class TreeSampler:
         """Unregister a task (call before reaping it) and return what was seen."""
         with self._lock:
             return self._trees.pop(pid, None) or TreeUsage()
+
+    def current(self, pid: int) -> int | None:
+        """Bytes of RSS the registered tree of ``pid`` held at its last sample (None when
+        it is not registered)."""
+        with self._lock:
+            usage = self._trees.get(pid)
+            return usage.rss_bytes if usage is not None else None
 
     def sample(self) -> None:
         """One pass over the process table, updating every registered tree.
@@ -140,27 +155,30 @@ class TreeSampler:
                 continue
             children.setdefault(info.get("ppid") or 0, []).append(proc.pid)
             cpu_of[proc.pid] = times.user + times.system
-        seen: list[tuple[int, TreeUsage, int, dict[int, float]]] = []
+        seen: list[tuple[int, TreeUsage, int, int, dict[int, float]]] = []
         for root, usage in trees:
-            total = 0
+            total = now = 0
             cpu: dict[int, float] = {}
             todo = [root]
             while todo:
                 pid = todo.pop()
                 if pid not in cpu_of:
                     continue
-                total += _peak_rss(pid)
+                peak, rss = _rss(pid)
+                total += peak
+                now += rss
                 cpu[pid] = cpu_of[pid]
                 todo.extend(children.get(pid, ()))
-            seen.append((root, usage, total, cpu))
+            seen.append((root, usage, total, now, cpu))
         with self._lock:
-            for root, usage, total, cpu in seen:
+            for root, usage, total, now, cpu in seen:
                 if self._trees.get(root) is not usage:
                     continue  # unregistered during the pass: its figures are final
                 for pid, seconds in cpu.items():
                     if seconds > usage.cpu_by_pid.get(pid, 0.0):
                         usage.cpu_by_pid[pid] = seconds
                 usage.peak_rss_bytes = max(usage.peak_rss_bytes, total)
+                usage.rss_bytes = now
 
     def sample_young(self) -> None:
         """Sample the root process of each tree registered less than ``YOUNG_S`` ago."""
@@ -174,7 +192,10 @@ class TreeSampler:
                     continue
                 if cpu > usage.cpu_by_pid.get(root, 0.0):
                     usage.cpu_by_pid[root] = cpu
-                usage.peak_rss_bytes = max(usage.peak_rss_bytes, _peak_rss(root))
+                peak, rss = _rss(root)
+                usage.peak_rss_bytes = max(usage.peak_rss_bytes, peak)
+                # the root alone: a floor of the tree's figure (the full pass sets it)
+                usage.rss_bytes = max(usage.rss_bytes, rss)
 
     def _loop(self) -> None:
         block_stop_signals()

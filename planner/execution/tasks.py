@@ -134,6 +134,10 @@ class TaskGraph:
         self._drop_stale()
         return bool(self._ready)
 
+    def ready_count(self) -> int:
+        """How many pending tasks have every dependency done (a full scan: for messages)."""
+        return sum(1 for *_, key in self._ready if self._nodes[key].state is TaskState.PENDING)
+
     def pop_ready(self) -> TaskKey | None:
         """The next pending task whose dependencies all succeeded (by priority, then order)."""
         self._drop_stale()
