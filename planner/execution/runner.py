@@ -294,6 +294,9 @@ class Runner:
             except BaseException:
                 self._close_failed_run(run_id)
                 raise
+            self.store.record_pauses(
+                run_id, self.pipeline.name, [p.as_dict() for p in outcome.pauses]
+            )
             self.store.finish_run(run_id, status=outcome.status, finished_at=self.clock.now())
             result = RunResult(
                 run_id=run_id,

@@ -46,6 +46,7 @@ from planner.history.schema import (
     alerts,
     meta,
     metadata,
+    pauses,
     trained_models,
 )
 
@@ -155,9 +156,10 @@ def _migrate_1_to_2(conn: Connection) -> None:
 
 
 def _migrate_2_to_3(conn: Connection) -> None:
-    """Version 3: the alerts fired and their deliveries to each sink."""
+    """Version 3: the alerts fired and their deliveries to each sink; memory pauses."""
     alerts.create(conn, checkfirst=True)
     alert_deliveries.create(conn, checkfirst=True)
+    pauses.create(conn, checkfirst=True)
 
 
 #: version -> the step that brings a database of that version to the next one.

@@ -43,6 +43,7 @@ __all__ = [
     "leases",
     "meta",
     "metadata",
+    "pauses",
     "plans",
     "runs",
     "trained_models",
@@ -228,4 +229,19 @@ alert_deliveries = Table(
     Column("sent_at", UTCDateTime),
     UniqueConstraint("alert_id", "sink", name="uq_alert_deliveries_sink"),
     Index("ix_alert_deliveries_status", "status"),
+)
+
+#: One row per memory-pressure pause of a run (``memory_pressure``): when it started and
+#: ended, and the rest (memory at start and peak, tasks held back, the cleanup and its
+#: exit) as a JSON document. Added in version 3.
+pauses = Table(
+    "pauses",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("pipeline", String(100), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+    Column("detail", Text, nullable=False),
+    Index("ix_pauses_run", "run_id"),
 )

@@ -26,6 +26,7 @@ from planner.history.alerts import AlertLog
 from planner.history.bulk import BulkInsert
 from planner.history.database import IMMEDIATE, ensure_schema, mask_url, open_engine, store_errors
 from planner.history.location import history_url
+from planner.history.pauses import PauseLog
 from planner.history.records import (
     AttemptOutcome,
     AttemptRecord,
@@ -67,7 +68,7 @@ _FINISH_ATTEMPT = update(attempts).where(attempts.c.attempt_id == bindparam("b_a
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 
 
-class HistoryStore(AlertLog):
+class HistoryStore(AlertLog, PauseLog):
     """Runs, attempts, leases, plans and alerts of every pipeline, in one database.
 
     ``HistoryStore(url)`` creates the schema if absent (safe when many processes open a
@@ -482,3 +483,22 @@ class HistoryStore(AlertLog):
         """Recorded models (of one pipeline or all), by pipeline then oldest first."""
         with self._read() as conn:
             return ledger.list_models(conn, pipeline)
+
+    # -- size (for the report) --------------------------------------------------------------
+
+    def database_size(self) -> int | None:
+        """Bytes the history takes: a SQLite file with its ``-wal``; a PostgreSQL
+        database's ``pg_database_size``; None for an in-memory or another database."""
+        from pathlib import Path
+
+        url = self._engine.url
+        if self.dialect == "sqlite":
+            if not url.database or url.database == ":memory:":
+                return None
+            files = (Path(url.database), Path(f"{url.database}-wal"))
+            return sum(path.stat().st_size for path in files if path.exists())
+        if self.dialect == "postgresql":
+            with self._read() as conn:
+                size = conn.execute(select(func.pg_database_size(func.current_database())))
+                return int(size.scalar_one())
+        return None

@@ -211,10 +211,9 @@ def show_document(
     records = store.attempts_for_run(run_id)
     prediction = store.run_predictions(run_ids=[run_id]).get(run_id)
     kind = run_kinds(store.list_runs(record.pipeline), pipeline).get(run_id)
-    return {
-        "run": run_summary(record, task_counts(records), prediction, kind, note=notes),
-        "attempts": [attempt_document(a, note=notes) for a in records],
-    }
+    run = run_summary(record, task_counts(records), prediction, kind, note=notes)
+    run["pauses"] = store.pauses_for_run(run_id)  # memory pressure (memory_pressure)
+    return {"run": run, "attempts": [attempt_document(a, note=notes) for a in records]}
 
 
 def runs_document(

@@ -36,7 +36,7 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     code, out, err = cli("run", str(pipeline), "--json", cwd=tmp_path)
     assert code == 1, err
     doc = json.loads(out)
-    assert set(doc) == {"run", "attempts"} and set(doc["run"]) == RUN_KEYS
+    assert set(doc) == {"run", "attempts"} and set(doc["run"]) == RUN_KEYS | {"pauses"}
     assert doc["run"]["status"] == "failed" and doc["run"]["tasks"] == {"failed": 1, "succeeded": 2}
     for attempt in doc["attempts"]:
         assert set(attempt) == ATTEMPT_KEYS

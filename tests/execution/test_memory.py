@@ -246,6 +246,7 @@ def test_pressure_pauses_starts_runs_the_cleanup_once_and_resumes(
     assert pause.cleanup.command == tuple(cleanup_writing(marker))
     document = json.loads(json.dumps(pause.as_dict()))
     assert document["memory_at_start"] == 0.95 and document["cleanup"]["exit_code"] == 0
+    assert store.pauses_for_run(result.run_id) == [document]  # recorded in the history
     # the tasks started once the pause was over
     rows = store.attempts_for_run(result.run_id)
     assert all(r.started_at >= pause.ended_at for r in rows)
