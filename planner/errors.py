@@ -22,6 +22,7 @@ from dataclasses import dataclass
 __all__ = [
     "ConfigError",
     "ConfigIssue",
+    "DeliveryError",
     "ExecutionError",
     "InputFileError",
     "ModelError",
@@ -100,6 +101,11 @@ class RunActiveError(PlannerError):
 
 class ModelError(PlannerError):
     """A model artifact is missing, corrupt, or does not match its card."""
+
+
+class DeliveryError(PlannerError):
+    """A sink could not deliver an alert: ``where`` is the sink's label, ``what`` one
+    line (secrets masked)."""
 
 
 class ExecutionError(PlannerError):

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from planner import defaults
-from planner.config.models import BUILTIN_PLACEHOLDERS, KNOWN_ERROR_CLASSES, one_or_many
+from planner.config.models import BUILTIN_PLACEHOLDERS, KNOWN_ERROR_CLASSES
+from planner.config.types import one_or_many
 from planner.errors import ConfigIssue
 from planner.graph import find_cycle
 

@@ -253,6 +253,7 @@ def _suggest(key: str, parent: list[Any]) -> str | None:
         models.Alerts,
         models.AlertSink,
         models.AutoTimeout,
+        models.MemoryPressure,
         models.RetryPolicy,
         models.RetryAction,
         models.RetryRule,

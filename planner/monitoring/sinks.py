@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from planner import defaults
-from planner.errors import PlannerError
+from planner.errors import DeliveryError
 from planner.monitoring.alerts import Alert, level_rank
 
 if TYPE_CHECKING:
@@ -61,11 +61,6 @@ SECRET_HEADER = re.compile(r"token|secret|password|passwd|key|authorization|cook
 _MASK = "***"
 _LABEL_CHARS = 200  # the history keeps labels in 255 characters (with a " #2" to spare)
 _RESPONSE_BYTES = 65536  # read (and drop) at most this much of a webhook's answer
-
-
-class DeliveryError(PlannerError):
-    """A sink could not deliver an alert: ``where`` is the sink's label, ``what`` one
-    line (secrets masked)."""
 
 
 class Sink(ABC):
