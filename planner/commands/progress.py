@@ -46,6 +46,15 @@ def _percent(fraction: float) -> str:
     return f"{fraction * 100:.0f}%"
 
 
+def _watched(event: object) -> str | None:
+    """The line of an alert the run's monitor raised (warnings and worse)."""
+    from planner.service.monitor import AlertRaised
+
+    if isinstance(event, AlertRaised) and event.alert.level != "info":
+        return f"{event.alert.level}: {event.alert.text}"
+    return None
+
+
 def _pressure(event: RunEvent) -> str | None:
     """The line of a memory-pressure event (``None`` for other events)."""
     import shlex
@@ -124,7 +133,7 @@ class PlainProgress:
             case RunStopping():
                 self._line(_stopping(event))
             case _:
-                line = _pressure(event)
+                line = _pressure(event) or _watched(event)
                 if line is not None:
                     self._line(line)
 
@@ -157,6 +166,7 @@ class LiveProgress:
 
         self.steps: dict[str, _StepProgress] = {}
         self.run_id = ""
+        self.eta = ""
         self.t0 = time.monotonic()
         self.live = Live(
             get_renderable=self._render,
@@ -173,7 +183,8 @@ class LiveProgress:
         from planner.units import format_duration
 
         now = time.monotonic()
-        table = Table(title=f"run {self.run_id}  {format_duration(now - self.t0)}")
+        eta = f"  {self.eta}" if self.eta else ""
+        table = Table(title=f"run {self.run_id}  {format_duration(now - self.t0)}{eta}")
         columns = ("step", "done", "running", "retries", "failed", "skipped", "cancelled")
         for column in (*columns, "elapsed"):
             table.add_column(column, justify="left" if column == "step" else "right")
@@ -245,9 +256,24 @@ class LiveProgress:
             case RunFinished():
                 self.close()
             case _:
-                line = _pressure(event)
+                self._progress(event)
+                line = _pressure(event) or _watched(event)
                 if line is not None:
                     self._say(line)
+
+    def _progress(self, event: object) -> None:
+        """Keep the ETA of the monitor's last evaluation for the title."""
+        from planner.service.monitor import RunProgress
+
+        if isinstance(event, RunProgress) and event.eta is not None:
+            from planner.units import format_duration
+
+            parts = [f"ETA {event.eta.astimezone():%H:%M:%S}"]
+            if event.predicted_s is not None:
+                parts.append(f"predicted {format_duration(event.predicted_s)}")
+            if event.bound_s is not None:
+                parts.append(f"bound {format_duration(event.bound_s)}")
+            self.eta = ", ".join(parts)
 
     def _say(self, text: str) -> None:
         """A line above the table (it stays when the table is redrawn)."""

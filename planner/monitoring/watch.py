@@ -179,7 +179,7 @@ class Watcher:
         bound, predicted = self.run_bound_s, self.run_predicted_s
         out: list[Signal] = []
         th = self.thresholds
-        eta_text = f"ETA {self.eta:%H:%M:%S}" if self.eta else "no ETA"
+        eta_text = f"ETA {self.eta:%H:%M:%S} UTC" if self.eta else "no ETA"
         fired = self._run_fired
         if bound is not None and "warning" not in fired and max(t, eta_s) > th.warning * bound:
             fired.add("warning")
