@@ -25,6 +25,7 @@ COMMANDS = (
     "validate",
     "run",
     "runs",
+    "report",
     "demo",
     "importing",
     "train",

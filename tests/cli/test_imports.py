@@ -33,7 +33,7 @@ def test_help_and_version_answer() -> None:
         for line in done.stdout.split("COMMAND\n", 1)[1].split("\n\n", 1)[0].splitlines()
     ]
     assert listed == [
-        *("validate", "run", "runs", "show", "demo", "import", "train", "models", "plan"),
+        *("validate", "run", "runs", "show", "report", "demo", "import", "train", "models", "plan"),
         "simulate",
     ]
 
