@@ -75,7 +75,16 @@ def test_train_json_shape(
     out = capsys.readouterr()
     assert code == 0, out.err
     doc = json.loads(out.out)
-    assert set(doc) == {"pipeline", "rows", "methods", "model_id", "serving", "bound"}
+    assert set(doc) == {
+        "pipeline",
+        "rows",
+        "methods",
+        "model_id",
+        "serving",
+        "bound",
+        "extrapolated",
+    }
+    assert doc["extrapolated"] == {"attempts": 0, "methods": {}}  # no size beyond the seen ones
     # on this history the boosted model is a little worse than last-2 on the holdout
     assert doc["serving"]["method"] == "last2"
     assert doc["serving"]["reason"].startswith("model worse than last2 on the holdout")
