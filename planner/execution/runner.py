@@ -204,7 +204,15 @@ class Runner:
             accounts=tuple(accounts),
             done=frozenset(graph.done_before),
             tasks=tuple(graph.to_run()),
-            selection={"steps": [s.id for s in steps], "accounts": accounts},
+            selection={
+                "steps": [s.id for s in steps],
+                "accounts": accounts,
+                # what was asked (None: everything): a run of a subset is known exactly
+                "requested": {
+                    "steps": list(request.steps) if request.steps else None,
+                    "accounts": list(request.accounts) if request.accounts else None,
+                },
+            },
         )
 
     def _succeeded_in_chain(self, record: RunRecord) -> set[TaskKey]:

@@ -81,6 +81,10 @@ def run_kinds(records: Sequence[RunRecord], pipeline: Pipeline | None = None) ->
             sets = [_chosen(r.selection, field) for r in runs]
             chosen[field] = _subsets(sets, now)
         for i, r in enumerate(runs):
+            asked = r.selection.get("requested") if isinstance(r.selection, dict) else None
+            if isinstance(asked, dict):  # recorded since the runner stores what was asked
+                chosen["steps"][i] = asked.get("steps") is not None
+                chosen["accounts"][i] = asked.get("accounts") is not None
             out[r.run_id] = RunKind(
                 status=str(r.status),
                 steps=_ordered(r.selection, "steps") if chosen["steps"][i] else None,

@@ -58,7 +58,9 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     assert code == 0 and [set(r) for r in runs] == [RUN_KEYS, RUN_KEYS]
     assert runs[1]["run_id"] == run_id  # newest first
     assert [r["partial"] for r in runs] == [True, False]  # --steps ok --accounts b
-    assert runs[0]["selection"] == {"steps": ["ok"], "accounts": ["b"]}
+    assert runs[0]["selection"] == {
+        "steps": ["ok"], "accounts": ["b"], "requested": {"steps": ["ok"], "accounts": ["b"]}
+    }  # fmt: skip
     assert runs[0]["resumed_from"] is None
     assert ISO.match(runs[1]["started_at"]) and runs[1]["duration_s"] > 0
 

@@ -126,7 +126,11 @@ def test_prepare_resolves_without_taking_or_writing_anything(
     assert [s.id for s in prepared.steps] == ["one", "two"] and prepared.accounts == ("a", "b")
     assert prepared.done == frozenset({TaskKey("one", "a"), TaskKey("one", "b")})
     assert prepared.tasks == (TaskKey("two"),)
-    assert prepared.selection == {"steps": ["one", "two"], "accounts": ["a", "b"]}
+    assert prepared.selection == {
+        "steps": ["one", "two"],
+        "accounts": ["a", "b"],
+        "requested": {"steps": None, "accounts": None},  # a resume asks for nothing more
+    }
     assert store.list_runs() == runs_before and store.get_lease("t") is None
     lock = PipelineLock(p.state_dir, "t")
     assert lock.acquire("test")  # prepare did not take the file lock either

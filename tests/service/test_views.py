@@ -116,9 +116,18 @@ def test_runs_mark_partial_runs_and_link_a_resume_to_its_run(
         runs = json.loads(capsys.readouterr().out)["runs"][::-1]  # oldest first
         assert [r["partial"] for r in runs] == [False, True, True, False, False]
         assert [r["resumed_from"] for r in runs] == [None, None, None, ids[0], None]
-        assert runs[0]["selection"] == {"steps": ["1", "2"], "accounts": ["a", "b", "c"]}
-        assert runs[1]["selection"] == {"steps": ["1"], "accounts": ["a", "b", "c"]}
-        assert runs[2]["selection"] == {"steps": ["1", "2"], "accounts": ["b"]}
+        everything = {"steps": None, "accounts": None}
+        assert runs[0]["selection"] == {
+            "steps": ["1", "2"], "accounts": ["a", "b", "c"], "requested": everything
+        }  # fmt: skip
+        assert runs[1]["selection"] == {
+            "steps": ["1"], "accounts": ["a", "b", "c"],
+            "requested": {"steps": ["1"], "accounts": None},
+        }  # fmt: skip
+        assert runs[2]["selection"] == {
+            "steps": ["1", "2"], "accounts": ["b"],
+            "requested": {"steps": None, "accounts": ["b"]},
+        }  # fmt: skip
         assert runs[3]["tasks"] == {"succeeded": 1}  # the resume ran only step 2
         assert "note" not in runs[0]
     assert main(["runs", "--pipeline", str(path)]) == 0
