@@ -50,6 +50,7 @@ from planner.history.rows import (
     start_values,
 )
 from planner.history.schema import attempts, plans, runs
+from planner.history.stats import StatsLog
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -68,7 +69,7 @@ _FINISH_ATTEMPT = update(attempts).where(attempts.c.attempt_id == bindparam("b_a
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 
 
-class HistoryStore(AlertLog, PauseLog):
+class HistoryStore(AlertLog, PauseLog, StatsLog):
     """Runs, attempts, leases, plans and alerts of every pipeline, in one database.
 
     ``HistoryStore(url)`` creates the schema if absent (safe when many processes open a

@@ -13,12 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from planner.monitoring.watch import Signal
 
-__all__ = ["Quality", "drift_signal", "prediction_quality"]
+if TYPE_CHECKING:
+    from planner.history import HistoryStore
+
+__all__ = [
+    "Quality",
+    "drift_signal",
+    "planned_tasks",
+    "planned_vs_actual",
+    "prediction_quality",
+]
 
 
 @dataclass(frozen=True)
@@ -80,3 +90,48 @@ def drift_signal(
         f"predictions have drifted over the last {quality.runs} run(s), {quality.tasks} "
         f"task(s): {'; '.join(problems)}; retrain with planner train",
     )
+
+
+def planned_vs_actual(
+    store: HistoryStore, pipeline: str, runs: int
+) -> list[tuple[str, float, float, float]]:
+    """(run id, predicted_s, bound_s, actual_s) of every task that succeeded in the last
+    ``runs`` runs that stored their plan (the plan's prediction and bound for that task)."""
+    return [(r, p, b, a) for r, _step, p, b, a in planned_tasks(store, pipeline, runs=runs)]
+
+
+def planned_tasks(
+    store: HistoryStore,
+    pipeline: str,
+    *,
+    runs: int | None = None,
+    run_ids: Iterable[str] | None = None,
+) -> list[tuple[str, str, float, float, float]]:
+    """(run id, step, predicted_s, bound_s, actual_s) of every task that succeeded in the
+    last ``runs`` runs that stored their plan, or in ``run_ids``: the newest plan stored
+    with the run gives the task's prediction and bound; tasks planned at the default (no
+    history) are left out."""
+    wanted = None if run_ids is None else set(run_ids)
+    if wanted is not None and not wanted:
+        return []
+    limit = None if runs is None else runs * 3
+    rows: list[tuple[str, str, float, float, float]] = []
+    seen: set[str] = set()
+    for plan in store.plans(pipeline, limit=limit):  # newest first: a run's newest plan wins
+        run_id = plan.run_id
+        if run_id is None or run_id in seen or (wanted is not None and run_id not in wanted):
+            continue
+        seen.add(run_id)
+        planned = {
+            (t["step"], t["account"]): (float(t["predicted_s"]), float(t["bound_s"]))
+            for t in plan.document.get("tasks", [])
+            if t.get("source") != "default"  # planned at the default: no prediction
+        }
+        for attempt in store.attempts_for_run(run_id):
+            key = (attempt.step, attempt.account)
+            if attempt.status == "succeeded" and key in planned and attempt.duration_s:
+                predicted, bound = planned[key]
+                rows.append((run_id, attempt.step, predicted, bound, float(attempt.duration_s)))
+        if runs is not None and len(seen) >= runs:
+            break
+    return rows

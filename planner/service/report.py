@@ -269,8 +269,7 @@ def _prediction(
     period: Period,
     definition: Pipeline | None,
 ) -> dict[str, Any]:
-    from planner.monitoring.drift import prediction_quality
-    from planner.service.monitor import planned_tasks
+    from planner.monitoring.drift import planned_tasks, prediction_quality
 
     store = instance.store
     wanted = {

@@ -125,7 +125,7 @@ def test_close_returns_within_its_bound_when_a_sink_hangs(
         time.sleep(0.3)  # the thread is inside the first POST now
         started = time.monotonic()
         report = dispatcher.close(timeout_s=1.0)
-        assert time.monotonic() - started < 1.6
+        assert time.monotonic() - started < 3.0  # 1 s (loaded machine), not the 5 s timeout
     assert report.sent == 2  # the log sink
     assert (report.failed, report.pending) == (1, 1) and not report.complete
     assert report.errors == (
