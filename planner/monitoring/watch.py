@@ -209,7 +209,7 @@ class Watcher:
                     predicted,
                     bound,
                     f"run will still be going at the next start "
-                    f"{self.next_start:%Y-%m-%d %H:%M}: {eta_text}",
+                    f"{self.next_start:%Y-%m-%d %H:%M} UTC: {eta_text}",
                 )
             )
         if bound is not None and "critical" not in self._run_fired and t > th.critical * bound:
