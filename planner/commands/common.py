@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ __all__ = [
     "add_json_option",
     "add_models_option",
     "add_selection_options",
-    "console",
     "positive_int",
     "print_json",
     "split_list",
@@ -73,15 +71,3 @@ def print_json(document: Any) -> None:
     """One JSON document on stdout."""
     json.dump(document, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
-
-
-def console(*, stderr: bool = False) -> Any:
-    """A rich Console for tables: the terminal's width on a terminal; when the output is
-    piped or redirected, wide enough (``$COLUMNS``, else 160) that tables are not squeezed."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    width = None
-    if not stream.isatty():
-        width = int(os.environ.get("COLUMNS", "") or 160)
-    return Console(file=stream, width=width)

@@ -175,7 +175,7 @@ def stage_learn_and_plan(ctx: DemoContext) -> None:
     """Train on the history the demo made, plan the next run, and say when it starts."""
     from datetime import datetime
 
-    from planner.commands.plan import print_plan
+    from planner.display.plan import print_plan
     from planner.service import Instance
     from planner.service.planning import PlanRequest, make_plan
     from planner.service.training import train_frame

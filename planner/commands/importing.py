@@ -151,7 +151,7 @@ def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: st
 def _print_summary(summary: ImportSummary) -> None:
     from rich.table import Table
 
-    from planner.commands.common import console as make_console
+    from planner.display import console as make_console
 
     table = Table(title=f"import into pipeline {summary.pipeline!r}", show_header=False)
     table.add_column("what", style="bold")

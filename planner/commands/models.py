@@ -77,7 +77,7 @@ def handle(args: argparse.Namespace) -> int:
 def _print_table(root: str, entries: list[dict[str, Any]], *, history: str | None) -> None:
     from rich.table import Table
 
-    from planner.commands.common import console as make_console
+    from planner.display import console as make_console
 
     console = make_console()
     if not entries:

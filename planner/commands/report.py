@@ -4,7 +4,7 @@ Active runs with their ETA and late tasks, each step's runs, success rate, P50/P
 trend, the prediction's recent error and bound coverage, the machine's health, the alerts,
 and the plan's recommendations, over a period ending now. ``--json`` prints the document
 of :func:`planner.service.report.build_report`; ``--markdown`` what a person pastes into a
-ticket; otherwise rich tables (:mod:`planner.commands.report_render`). A history that does
+ticket; otherwise rich tables (:mod:`planner.display.report`). A history that does
 not exist is not created: one line names it (``--json``: an empty report), exit 0.
 """
 
@@ -65,7 +65,7 @@ def _period(text: str) -> float:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from planner.commands.report_render import print_markdown, print_plain
+    from planner.display.report import print_markdown, print_plain
     from planner.service import Instance, history_exists, resolve_target
     from planner.service.report import build_report
 

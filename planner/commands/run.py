@@ -77,9 +77,9 @@ def _duration(text: str) -> float:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from planner.commands.progress import LiveProgress, PlainProgress
-    from planner.commands.runs import print_show
     from planner.config import load_pipeline
+    from planner.display.progress import LiveProgress, PlainProgress
+    from planner.display.runs import print_show
     from planner.execution import RunRequest, handle_signals
     from planner.service import Instance
     from planner.service.running import prepare_run

@@ -157,7 +157,7 @@ def _cadence(text: str | None, default: float | None) -> float | str:
 def _print_result(name: str, by: str, cadence: float | str, result: Any) -> None:
     from rich.table import Table
 
-    from planner.commands.common import console as make_console
+    from planner.display import console as make_console
     from planner.units import format_duration
 
     if isinstance(cadence, str):

@@ -129,7 +129,7 @@ def _fmt(value: float | None, kind: str) -> str:
 def _print_result(result: TrainingResult, quantile: float) -> None:
     from rich.table import Table
 
-    from planner.commands.common import console as make_console
+    from planner.display import console as make_console
 
     console = make_console()
     table = Table(

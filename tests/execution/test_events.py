@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from planner.clock import Clock
-from planner.commands.progress import LiveProgress, PlainProgress
 from planner.config import Pipeline
+from planner.display.progress import LiveProgress, PlainProgress
 from planner.execution import (
     Launch,
     LocalExecutor,

@@ -19,9 +19,9 @@ from typing import TypeVar
 import pytest
 
 from planner.clock import SYSTEM_CLOCK, FakeClock
-from planner.commands.progress import PlainProgress
 from planner.config import Pipeline
 from planner.config.models import MemoryPressure
+from planner.display.progress import PlainProgress
 from planner.execution import (
     FixedMemoryProbe,
     Launch,

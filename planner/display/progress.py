@@ -162,7 +162,7 @@ class LiveProgress:
     def __init__(self) -> None:
         from rich.live import Live
 
-        from planner.commands.common import console
+        from planner.display import console
 
         self.steps: dict[str, _StepProgress] = {}
         self.run_id = ""

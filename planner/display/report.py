@@ -214,7 +214,7 @@ def print_plain(document: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from planner.commands.common import console as make_console
+    from planner.display import console as make_console
 
     console = make_console()
     console.print(f"[bold]{escape(title(document))}[/bold] ({escape(document['history'])})")
