@@ -1,5 +1,6 @@
 """Grouped counts of the history for metrics (runs by status, duration buckets, active
-runs and tasks, failures by error class, retries), in five read-only queries.
+runs and tasks, failures by error class, retries), in five read-only queries; and the
+size of the database (for the report).
 
 A mixin of :class:`~planner.history.store.HistoryStore`, as :mod:`planner.history.alerts`.
 """
@@ -11,9 +12,10 @@ from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from planner.history.schema import attempts, runs
 
@@ -24,7 +26,9 @@ _NOT_FINISHED = ("running", "skipped")
 
 
 class StatsLog:
-    """The stats method of the history store."""
+    """The stats methods of the history store (grouped counts, the database's size)."""
+
+    _engine: Engine
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -36,6 +40,22 @@ class StatsLog:
         or finished (runs) since ``since``, in buckets with upper bounds ``bounds``."""
         with self._read() as conn:
             return read_stats(conn, pipelines, since, bounds)
+
+    def database_size(self) -> int | None:
+        """Bytes the history takes: a SQLite file with its ``-wal``; a PostgreSQL
+        database's ``pg_database_size``; None for an in-memory or another database."""
+        url = self._engine.url
+        dialect = self._engine.dialect.name
+        if dialect == "sqlite":
+            if not url.database or url.database == ":memory:":
+                return None
+            files = (Path(url.database), Path(f"{url.database}-wal"))
+            return sum(path.stat().st_size for path in files if path.exists())
+        if dialect == "postgresql":
+            with self._read() as conn:
+                size = conn.execute(select(func.pg_database_size(func.current_database())))
+                return int(size.scalar_one())
+        return None
 
 
 @dataclass

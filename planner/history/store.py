@@ -484,22 +484,3 @@ class HistoryStore(AlertLog, PauseLog, StatsLog):
         """Recorded models (of one pipeline or all), by pipeline then oldest first."""
         with self._read() as conn:
             return ledger.list_models(conn, pipeline)
-
-    # -- size (for the report) --------------------------------------------------------------
-
-    def database_size(self) -> int | None:
-        """Bytes the history takes: a SQLite file with its ``-wal``; a PostgreSQL
-        database's ``pg_database_size``; None for an in-memory or another database."""
-        from pathlib import Path
-
-        url = self._engine.url
-        if self.dialect == "sqlite":
-            if not url.database or url.database == ":memory:":
-                return None
-            files = (Path(url.database), Path(f"{url.database}-wal"))
-            return sum(path.stat().st_size for path in files if path.exists())
-        if self.dialect == "postgresql":
-            with self._read() as conn:
-                size = conn.execute(select(func.pg_database_size(func.current_database())))
-                return int(size.scalar_one())
-        return None

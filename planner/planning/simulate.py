@@ -28,8 +28,9 @@ the *idle* time is ``max(I, d) - d`` and the *lateness* against the cadence is
 ``max(0, max(I, d) - C)``.
 With cadence ``0`` (back to back) the estimate alone decides.
 
-Only what ran whole is replayed (:func:`replay_series`, the runs table's word on each run
-given as data: :class:`RunKind`): by run, planner's full runs only.
+Only what ran whole is replayed (:func:`planner.planning.replay.replay_series`, the runs
+table's word on each run given as data: :class:`~planner.planning.replay.RunKind`): by
+run, planner's full runs only.
 """
 
 from __future__ import annotations
@@ -44,20 +45,19 @@ import numpy as np
 if TYPE_CHECKING:
     import pandas as pd
 
+    from planner.planning.replay import Replay
+
 __all__ = [
     "BY_CHOICES",
-    "LEFT_OUT",
     "POLICIES",
     "PolicyMetrics",
-    "Replay",
-    "RunKind",
     "Series",
     "SimulationResult",
     "occurrence_frame",
     "policy_intervals",
-    "replay_series",
     "series_cadence",
     "series_from_frame",
+    "series_key",
     "simulate",
     "simulation_to_json",
     "split_bounds",
@@ -75,45 +75,9 @@ _WINDOW = 10
 #: Relative slack when comparing a duration to an interval (log/exp round trips).
 _TOLERANCE = 1e-9
 _CONTEXT = ("step", "account", "quantity", "params")
+
+
 #: Why a run (by run) or an occurrence (by step, account...) is not replayed, weakest first.
-LEFT_OUT = ("partial", "resumed", "cancelled", "abandoned", "running")
-
-
-@dataclass(frozen=True)
-class RunKind:
-    """A run as the runs table tells it: final ``status``, the ``steps`` and ``accounts`` it
-    chose when it chose a subset (``None``: all), the run it resumed (``resumed_from``)."""
-
-    status: str
-    steps: tuple[str, ...] | None = None
-    accounts: tuple[str, ...] | None = None
-    resumed_from: str | None = None
-
-    @property
-    def partial(self) -> bool:
-        return self.steps is not None or self.accounts is not None
-
-    @property
-    def kind(self) -> str:
-        """``full`` or the first that applies of ``running``, ``abandoned``, ``cancelled``,
-        ``resumed``, ``partial``."""
-        if self.status in ("running", "abandoned", "cancelled"):
-            return self.status
-        if self.resumed_from is not None:
-            return "resumed"
-        return "partial" if self.partial else "full"
-
-
-@dataclass(frozen=True)
-class Replay:
-    """What :func:`replay_series` kept: ``replayed`` runs (``by == "run"``) or occurrences,
-    and how many it left out for each reason of :data:`LEFT_OUT`."""
-
-    by: str
-    replayed: int
-    left_out: Mapping[str, int]
-
-
 @dataclass(frozen=True, eq=False)
 class Series:
     """One recurring series: the recorded starts (epoch seconds) and durations, in start
@@ -176,7 +140,7 @@ def series_from_frame(frame: pd.DataFrame, by: str = "run") -> list[Series]:
     data["end"] = data["start"] + data["duration_s"].astype("float64")
     for key in ("step", "account"):
         data[key] = data[key].astype("string")
-    data["_key"] = _series_key(data, by)
+    data["_key"] = series_key(data, by)
     grouped = (
         data.groupby(["_key", "run_id"], sort=False, dropna=False)
         .agg(
@@ -213,7 +177,7 @@ def series_from_frame(frame: pd.DataFrame, by: str = "run") -> list[Series]:
     return out
 
 
-def _series_key(data: pd.DataFrame, by: str) -> pd.Series:
+def series_key(data: pd.DataFrame, by: str) -> pd.Series:
     """The series each row belongs to: its ``by`` columns joined (``-`` for none)."""
     import pandas as pd
 
@@ -221,68 +185,6 @@ def _series_key(data: pd.DataFrame, by: str) -> pd.Series:
     for column in BY_CHOICES[by]:
         key = key + "\x1f" + data[column].astype("string").fillna("-")
     return key
-
-
-def replay_series(
-    frame: pd.DataFrame, by: str = "run", runs: Mapping[str, RunKind] | None = None
-) -> tuple[list[Series], Replay]:
-    """The series of ``frame`` (:func:`series_from_frame`) made only of what ran whole.
-
-    ``runs``: run id -> :class:`RunKind` of planner's own runs; rows of other run ids
-    (imports) are all kept. By run, only ``full`` runs (no subset of steps or accounts,
-    not a resume, ended succeeded or failed) are replayed. By step or account, skipped
-    attempts (never ran) are dropped, then an occurrence is left out under the strongest
-    reason of :data:`LEFT_OUT` that applies: its run is running or abandoned; it has a
-    cancelled or interrupted attempt; its run is a resume (not by ``step,account``: a
-    task is whole); its run chose a subset of accounts (by step) or steps (by account).
-    """
-    if by not in BY_CHOICES:
-        raise ValueError(f"by must be one of {', '.join(BY_CHOICES)}, got {by!r}")
-    left_out = dict.fromkeys(LEFT_OUT, 0)
-    if runs and len(frame):
-        frame = _whole(frame, by, runs, left_out)
-    series = series_from_frame(frame, by)
-    return series, Replay(by, sum(len(s.durations) for s in series), left_out)
-
-
-def _whole(
-    frame: pd.DataFrame, by: str, runs: Mapping[str, RunKind], left_out: dict[str, int]
-) -> pd.DataFrame:
-    """``frame`` without what :func:`replay_series` leaves out; counts in ``left_out``."""
-    import pandas as pd
-
-    frame = frame.reset_index(drop=True)
-    run_ids = frame["run_id"].astype("string")
-    ours = run_ids.isin(list(runs)).fillna(False).to_numpy(dtype=bool)
-    status = frame["status"].astype("string").fillna("").to_numpy(dtype=object)
-    if by == "run":
-        kinds = run_ids.map({r: k.kind for r, k in runs.items()}).fillna("full")
-        drop = ours & (kinds != "full").to_numpy(dtype=bool)
-        for kind, count in run_ids[drop].groupby(kinds[drop]).nunique().items():
-            left_out[str(kind)] += int(count)
-        return frame.loc[~drop]
-    rank = {reason: i + 1 for i, reason in enumerate(LEFT_OUT)}
-    per_run = {r: rank.get(_occurrence_reason(k, by), 0) for r, k in runs.items()}
-    score = run_ids.map(per_run).fillna(0).astype("int64").to_numpy()
-    broken = ours & np.isin(status, ["cancelled", "interrupted"])
-    score = np.where(broken, np.maximum(score, rank["cancelled"]), score)
-    ran = ~(ours & (status == "skipped"))  # a skipped task never ran: not part of anything
-    group = (_series_key(frame, by) + "\x1e" + run_ids.fillna(""))[ran]
-    worst = pd.Series(score[ran], index=group.index).groupby(group).transform("max").to_numpy()
-    for reason, i in rank.items():
-        left_out[reason] += int(group[worst == i].nunique())
-    kept: pd.DataFrame = frame.loc[ran].loc[worst == 0]
-    return kept
-
-
-def _occurrence_reason(kind: RunKind, by: str) -> str:
-    """Why the run's occurrences in a series ``by`` step/account are not whole ("": they are)."""
-    if kind.status in ("running", "abandoned"):
-        return kind.status
-    if kind.resumed_from is not None and by != "step,account":
-        return "resumed"
-    subset = {"step": kind.accounts, "account": kind.steps}.get(by)
-    return "partial" if subset is not None else ""
 
 
 def split_time(series: Sequence[Series], train_fraction: float) -> float:

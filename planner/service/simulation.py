@@ -9,7 +9,7 @@ fed only with occurrences finished by then. Every policy is scored on the same l
 
 What is replayed (:func:`load_series`): planner's own runs are told apart by the runs
 table (:func:`planner.service.views.run_kinds`): by run, full runs only; by step or
-account, the occurrences that ran whole (:func:`planner.planning.simulate.replay_series`).
+account, the occurrences that ran whole (:func:`planner.planning.replay.replay_series`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from planner.config import Pipeline
     from planner.history import HistoryStore
-    from planner.planning.simulate import Replay, Series, SimulationResult
+    from planner.planning.replay import Replay
+    from planner.planning.simulate import Series, SimulationResult
 
 __all__ = ["REFITS", "TRAIN_FRACTION", "load_series", "planner_bounds", "run_simulation"]
 
@@ -56,7 +57,7 @@ def load_series(
     """The recorded series of ``pipeline`` to replay, and what was kept and left out.
 
     ``definition``: the pipeline file, when known (it tells a partial last run apart)."""
-    from planner.planning.simulate import replay_series
+    from planner.planning.replay import replay_series
     from planner.service.views import run_kinds
 
     frame = store.attempts_frame(pipeline=pipeline)

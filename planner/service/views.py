@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from planner.errors import UsageError
-from planner.planning.simulate import RunKind
+from planner.planning.replay import RunKind
 
 if TYPE_CHECKING:
     from planner.config import Pipeline

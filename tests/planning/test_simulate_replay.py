@@ -13,7 +13,8 @@ import pytest
 
 from planner.cli import main
 from planner.history import AttemptOutcome, AttemptStart, HistoryStore
-from planner.planning.simulate import RunKind, replay_series, series_from_frame, simulate
+from planner.planning.replay import RunKind, replay_series
+from planner.planning.simulate import series_from_frame, simulate
 
 from .conftest import AGGREGATE_S, DURATIONS, T0
 
