@@ -20,17 +20,16 @@ Run with ``OMP_NUM_THREADS=1`` on a shared machine; the fits use one thread anyw
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from model_path import serving_the_model  # the benchmarks' folder
 
 from planner.history import HistoryStore
 from planner.learning.predictor import Predictor
@@ -163,24 +162,6 @@ def bench_training(rows: int) -> None:
         m = res.methods["model"]
         print(f"{name:<34} {sec:>8.1f} {m['mdape'] or 0:>7.1%} {m['mae_s'] or 0:>8.1f}")
     print(f"model / baselines-only training time: {full_s / base_s:.1f}x")
-
-
-@contextlib.contextmanager
-def serving_the_model() -> Iterator[None]:
-    """Make ``train_pipeline`` keep the boosted model live even where the holdout gate
-    would let a baseline serve (on these synthetic histories the two are close): the
-    benchmark times the model's prediction path."""
-    from planner.learning import training
-
-    def model(_ev: object, quantile: float) -> training.Serving:
-        return training.Serving("model", "benchmark", "model", None, None, None, quantile)
-
-    saved = training.judge
-    training.judge = model  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        training.judge = saved
 
 
 def main(argv: list[str] | None = None) -> int:

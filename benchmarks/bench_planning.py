@@ -14,16 +14,15 @@ are read from ``<repo>/../shared/data`` (never copied into the repo).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import statistics
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from model_path import serving_the_model  # the benchmarks' folder
 
 from planner.planning.makespan import lower_bound, lpt, round_robin
 from planner.planning.simulate import PolicyMetrics, Series, series_from_frame, split_time
@@ -367,24 +366,6 @@ def bench_simulate(refits: int = REFITS) -> None:
             f"{m.overrun_rate:.1%}, idle {m.idle_s_mean:.0f} s (avg10: "
             f"{last.overrun_rate:.1%}, {last.idle_s_mean:.0f} s)"
         )
-
-
-@contextlib.contextmanager
-def serving_the_model() -> Iterator[None]:
-    """Make ``train_pipeline`` keep the boosted model live even where the holdout gate
-    would let a baseline serve (on these synthetic histories the two are close): the
-    benchmark times the model's prediction path."""
-    from planner.learning import training
-
-    def model(_ev: object, quantile: float) -> training.Serving:
-        return training.Serving("model", "benchmark", "model", None, None, None, quantile)
-
-    saved = training.judge
-    training.judge = model  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        training.judge = saved
 
 
 def main(argv: list[str] | None = None) -> int:

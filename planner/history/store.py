@@ -407,13 +407,17 @@ class HistoryStore(AlertLog, PauseLog, StatsLog):
         assert key is not None
         return int(key[0])
 
-    def plans(self, pipeline: str, limit: int | None = None) -> list[PlanRecord]:
-        """Stored plans of ``pipeline``, newest first."""
+    def plans(
+        self, pipeline: str, limit: int | None = None, *, run_id: str | None = None
+    ) -> list[PlanRecord]:
+        """Stored plans of ``pipeline`` (of one run: ``run_id``), newest first."""
         query = (
             select(plans)
             .where(plans.c.pipeline == pipeline)
             .order_by(plans.c.created_at.desc(), plans.c.plan_id.desc())
         )
+        if run_id is not None:
+            query = query.where(plans.c.run_id == run_id)
         if limit is not None:
             query = query.limit(limit)
         with self._read() as conn:

@@ -114,12 +114,15 @@ def planned_tasks(
     wanted = None if run_ids is None else set(run_ids)
     if wanted is not None and not wanted:
         return []
-    limit = None if runs is None else runs * 3
+    if wanted is not None:  # each run's own newest plan, one read per run
+        chosen = [p for r in sorted(wanted) for p in store.plans(pipeline, 1, run_id=r)]
+    else:  # newest first: a run's newest plan wins
+        chosen = store.plans(pipeline, limit=None if runs is None else runs * 3)
     rows: list[tuple[str, str, float, float, float]] = []
     seen: set[str] = set()
-    for plan in store.plans(pipeline, limit=limit):  # newest first: a run's newest plan wins
+    for plan in chosen:
         run_id = plan.run_id
-        if run_id is None or run_id in seen or (wanted is not None and run_id not in wanted):
+        if run_id is None or run_id in seen:
             continue
         seen.add(run_id)
         planned = {

@@ -170,9 +170,12 @@ class Watcher:
         eta_s = t + eta_seconds(self.deps, remaining, self.slots)
         self.eta = self.started_at + timedelta(seconds=eta_s)
         out = self._run_levels(t, eta_s)
+        peers: dict[str, float] = {}  # per step, once per evaluation
         for key, task in self.tasks.items():
             if task.known and task.started is not None and task.finished is None:
-                out += self._task_levels(key, task, t - task.started)
+                if key[0] not in peers:
+                    peers[key[0]] = self._peer_ratio(key[0])
+                out += self._task_levels(key, task, t - task.started, peers[key[0]])
         return out
 
     def _run_levels(self, t: float, eta_s: float) -> list[Signal]:
@@ -254,12 +257,12 @@ class Watcher:
         ]
         return float(np.quantile(ratios, 0.9)) if ratios else 1.0
 
-    def _task_levels(self, key: TaskKey, task: _Task, elapsed: float) -> list[Signal]:
+    def _task_levels(
+        self, key: TaskKey, task: _Task, elapsed: float, peer_ratio: float
+    ) -> list[Signal]:
         th = self.thresholds
         limits = {
-            "warning": max(
-                th.warning * task.bound_s, task.predicted_s * max(self._peer_ratio(key[0]), 1.0)
-            ),
+            "warning": max(th.warning * task.bound_s, task.predicted_s * max(peer_ratio, 1.0)),
             "critical": th.critical * task.bound_s,
             "stuck": th.stuck * task.bound_s,
         }

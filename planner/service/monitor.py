@@ -348,7 +348,7 @@ def run_progress(
     record = store.get_run(run_id)
     if record is None:
         return None
-    plans = [p for p in store.plans(record.pipeline, limit=50) if p.run_id == run_id]
+    plans = store.plans(record.pipeline, limit=1, run_id=run_id)
     document = plans[0].document if plans else {}
     planned = {
         (t["step"], t["account"]): (
