@@ -84,9 +84,6 @@ class RunMonitor:
         self.tick_s = tick_s
         self.run_id: str | None = None
         self.watcher: Watcher | None = None
-        self.alerts: list[Alert] = []
-        #: the ETA of the last evaluation
-        self.eta: datetime | None = None
         #: the last error of the ticking thread (it keeps going: watching never stops a run)
         self.error: str | None = None
         self._lock = threading.Lock()
@@ -129,7 +126,7 @@ class RunMonitor:
     # -- evaluation ------------------------------------------------------------------------
 
     def tick(self) -> list[Alert]:
-        """Evaluate now: post what fired, store and show the ETA (the thread calls it)."""
+        """Evaluate now: post what fired, show the ETA (the thread calls it)."""
         now = self.instance.clock.now()
         with self._lock:
             watcher, run_id = self.watcher, self.run_id
@@ -138,9 +135,10 @@ class RunMonitor:
             raised = self._post(watcher.evaluate(now), now)
             eta = watcher.eta
             elapsed = (now - watcher.started_at).total_seconds()
-        self.eta = eta
         if self.downstream is not None:
-            progress = RunProgress(run_id, elapsed, eta, self.plan.run.predicted_s, self._bound())
+            progress = RunProgress(
+                run_id, elapsed, eta, self.plan.run.predicted_s, self.plan.run.bound_s
+            )
             self.downstream.on_event(progress)  # type: ignore[arg-type]
             for alert in raised:
                 self.downstream.on_event(AlertRaised(alert))  # type: ignore[arg-type]
@@ -162,7 +160,7 @@ class RunMonitor:
             deps={s.id: list(s.depends_on) for s in self.pipeline.steps},
             slots=concurrency,
             run_predicted_s=self.plan.run.predicted_s if known else None,
-            run_bound_s=self._bound() if known else None,
+            run_bound_s=self.plan.run.bound_s if known else None,
             started_at=now,
             thresholds=Thresholds(
                 warning=alerts.warning,
@@ -177,9 +175,6 @@ class RunMonitor:
     def _scheduled(self) -> bool:
         schedule = self.pipeline.schedule
         return schedule.cadence is not None or schedule.cron is not None
-
-    def _bound(self) -> float | None:
-        return self.plan.run.bound_s
 
     def _post(self, signals: list[Signal], now: datetime) -> list[Alert]:
         eta = self.watcher.eta if self.watcher is not None else None
@@ -200,7 +195,6 @@ class RunMonitor:
                 at=now,
             )
             self.dispatcher.post(alert)
-            self.alerts.append(alert)
             out.append(alert)
         return out
 
@@ -227,7 +221,7 @@ class RunMonitor:
                     None,
                     None,
                     self.plan.run.predicted_s,
-                    self._bound(),
+                    self.plan.run.bound_s,
                     f"run {self.run_id} failed: {len(self._failed)} task(s) failed for good",
                 )
             )
