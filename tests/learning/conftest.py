@@ -115,3 +115,31 @@ def ledger(tmp_path: Path) -> Iterator[HistoryStore]:
     store = HistoryStore(f"sqlite:///{tmp_path / 'ledger' / 'history.db'}")
     yield store
     store.close()
+
+
+def import_rows(frame: pd.DataFrame) -> list[dict[str, object]]:
+    """An attempts frame as rows for ``HistoryStore.import_attempts`` (every attempt
+    succeeded; the row's position is its source key)."""
+    return [
+        {
+            "source_key": str(i),
+            "pipeline": r.pipeline,
+            "run_id": r.run_id,
+            "step": r.step,
+            "account": r.account,
+            "quantity": r.quantity,
+            "params": r.params,
+            "started_at": r.started_at.to_pydatetime(),
+            "finished_at": r.finished_at.to_pydatetime(),
+            "duration_s": r.duration_s,
+            "status": "succeeded",
+            "peak_rss_mb": getattr(r, "peak_rss_mb", None),
+        }
+        for i, r in enumerate(frame.itertuples(index=False))
+    ]
+
+
+def store_frame(store: HistoryStore, frame: pd.DataFrame) -> pd.DataFrame:
+    """Write an attempts frame into the real history; read it back as training reads it."""
+    store.import_attempts(import_rows(frame), source="test")
+    return store.attempts_frame(str(frame["pipeline"].iloc[0]))

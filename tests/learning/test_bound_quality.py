@@ -30,6 +30,8 @@ from planner.learning.training import BOUND_TOLERANCE, bound_warning, judge, tra
 from planner.planning.model import TaskQuery
 from planner.service.training import list_models
 
+from .conftest import store_frame
+
 START = pd.Timestamp("2026-01-01", tz="UTC")
 
 
@@ -42,28 +44,6 @@ def _frame(rows: list[dict[str, Any]], pipeline: str) -> pd.DataFrame:
     ).dt.round("us")
     frame["duration_s"] = (frame["finished_at"] - frame["started_at"]).dt.total_seconds()
     return frame.sort_values("started_at", kind="stable").reset_index(drop=True)
-
-
-def _store(store: HistoryStore, frame: pd.DataFrame) -> pd.DataFrame:
-    """Write attempts into the real history and read them back as training reads them."""
-    rows = [
-        {
-            "source_key": str(i),
-            "pipeline": r.pipeline,
-            "run_id": r.run_id,
-            "step": r.step,
-            "account": r.account,
-            "quantity": r.quantity,
-            "params": r.params,
-            "started_at": r.started_at.to_pydatetime(),
-            "finished_at": r.finished_at.to_pydatetime(),
-            "duration_s": r.duration_s,
-            "status": "succeeded",
-        }
-        for i, r in enumerate(frame.itertuples(index=False))
-    ]
-    store.import_attempts(rows, source="test")
-    return store.attempts_frame(str(frame["pipeline"].iloc[0]))
 
 
 def _row(run: int, account: str, quantity: float, start: pd.Timestamp, seconds: float) -> dict:
@@ -99,7 +79,7 @@ def test_bound_above_point_for_a_new_quantity_of_a_known_group(
             rows.append(
                 _row(run, account, quantity, t0 + pd.Timedelta(seconds=i), 0.375 * quantity)
             )
-    frame = _store(ledger, _frame(rows, "lin"))
+    frame = store_frame(ledger, _frame(rows, "lin"))
     train_pipeline(frame, pipeline="lin", registry=Registry(tmp_path, ledger=ledger))
     predictor = Predictor.load(tmp_path, "lin", frame, ledger=ledger)
     new, same = predictor.predict(
@@ -120,7 +100,7 @@ def test_bound_above_point_when_every_run_is_shorter_than_the_last(
         t0 = START + pd.Timedelta(hours=run)
         for i, account in enumerate(("a1", "a2")):
             rows.append(_row(run, account, 1.0, t0 + pd.Timedelta(seconds=i), 100 * 0.97**run))
-    frame = _store(ledger, _frame(rows, "shrink"))
+    frame = store_frame(ledger, _frame(rows, "shrink"))
     model = DurationModel(use_hgb=False).fit(
         attempt_features(frame), frame["duration_s"].to_numpy(dtype="float64")
     )
@@ -175,7 +155,7 @@ def test_a_new_account_is_bounded_as_new_accounts_ran(tmp_path: Path, ledger: Hi
             seconds = 60.0 * (20.0 if j == 0 else 1.0) * float(np.exp(rng.normal(0, 0.1)))
             rows.append(_row(k * 8 + j, account, 1.0, t, seconds))
             t += pd.Timedelta(seconds=seconds + 5)
-    frame = _store(ledger, _frame(rows, "cold"))
+    frame = store_frame(ledger, _frame(rows, "cold"))
     train_pipeline(
         frame, pipeline="cold", registry=Registry(tmp_path, ledger=ledger), min_model_rows=10**6
     )
@@ -288,7 +268,7 @@ def test_the_bound_of_a_baseline_is_what_serves_with_bound_param(
         )
         for i in range(300)
     ]
-    frame = _store(ledger, _frame(rows, "b"))
+    frame = store_frame(ledger, _frame(rows, "b"))
     X, y = attempt_features(frame), frame["duration_s"].to_numpy(dtype="float64")
     fast = {"max_iter": 20, "quantile_max_iter": 20}
     own = DurationModel(**fast).fit(X, y)
@@ -351,7 +331,7 @@ def test_no_bound_met_its_target_is_flagged_in_the_card_and_the_output(
     url = f"sqlite:///{tmp_path / 'history.db'}"
     store = HistoryStore(url)
     try:
-        _store(store, _burst_history())
+        store_frame(store, _burst_history())
     finally:
         store.close()
     models = tmp_path / "models"

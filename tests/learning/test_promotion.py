@@ -27,33 +27,11 @@ from planner.learning.training import (
 from planner.planning.model import TaskQuery
 from planner.service.training import list_models
 
+from .conftest import store_frame
+
 START = pd.Timestamp("2026-01-01", tz="UTC")
 #: A boosting model crippled on purpose: one tree at a tiny rate predicts about the mean.
 CRIPPLED = {"variant": "hgb", "max_iter": 1, "learning_rate": 0.01, "quantile_max_iter": 5}
-
-
-def _store(store: HistoryStore, frame: pd.DataFrame) -> pd.DataFrame:
-    """Write an attempts frame into the real history; read it back as training reads it."""
-    rows = []
-    for i, r in enumerate(frame.itertuples(index=False)):
-        rows.append(
-            {
-                "source_key": str(i),
-                "pipeline": r.pipeline,
-                "run_id": r.run_id,
-                "step": r.step,
-                "account": r.account,
-                "quantity": r.quantity,
-                "params": r.params,
-                "started_at": r.started_at.to_pydatetime(),
-                "finished_at": r.finished_at.to_pydatetime(),
-                "duration_s": r.duration_s,
-                "status": "succeeded",
-            }
-        )
-    store.import_attempts(rows, source="test")
-    pipeline = str(frame["pipeline"].iloc[0])
-    return store.attempts_frame(pipeline)
 
 
 def sized_history(n_runs: int = 40, *, seed: int = 0, pipeline: str = "sized") -> pd.DataFrame:
@@ -87,7 +65,7 @@ def sized_history(n_runs: int = 40, *, seed: int = 0, pipeline: str = "sized") -
 def test_a_model_worse_than_a_baseline_does_not_go_live_and_says_why(
     make_history: Callable[..., pd.DataFrame], tmp_path: Path, ledger: HistoryStore
 ) -> None:
-    frame = _store(ledger, make_history(60, seed=3, pipeline="p"))
+    frame = store_frame(ledger, make_history(60, seed=3, pipeline="p"))
     registry = Registry(tmp_path, ledger=ledger)
     result = train_pipeline(frame, pipeline="p", registry=registry, model_params=CRIPPLED)
     model = result.methods["model"]
@@ -128,7 +106,7 @@ def test_a_model_worse_than_a_baseline_does_not_go_live_and_says_why(
 def test_a_model_better_than_the_baselines_goes_live(
     tmp_path: Path, ledger: HistoryStore, fast_params: dict[str, Any]
 ) -> None:
-    frame = _store(ledger, sized_history())
+    frame = store_frame(ledger, sized_history())
     registry = Registry(tmp_path, ledger=ledger)
     result = train_pipeline(
         frame, pipeline="sized", registry=registry, model_params=fast_params, min_model_rows=100
@@ -188,7 +166,7 @@ def test_train_json_says_what_serves_and_whose_bound(
     url = f"sqlite:///{tmp_path / 'history.db'}"
     store = HistoryStore(url)
     try:
-        _store(store, make_history(25, pipeline="syn"))
+        store_frame(store, make_history(25, pipeline="syn"))
     finally:
         store.close()
     models = tmp_path / "models"
@@ -222,7 +200,7 @@ def test_a_baseline_serves_when_the_model_is_worse_even_with_little_history(
 ) -> None:
     """Baselines only (under 200 attempts): the variant picked on the validation slice
     still has to hold on the holdout, else the holdout's best baseline serves."""
-    frame = _store(ledger, make_history(12, seed=1, pipeline="small"))
+    frame = store_frame(ledger, make_history(12, seed=1, pipeline="small"))
     registry = Registry(tmp_path, ledger=ledger)
     result = train_pipeline(frame, pipeline="small", registry=registry)
     assert result.baselines_only and result.serving is not None

@@ -6,7 +6,6 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pytest
@@ -15,29 +14,9 @@ from planner.cli import main
 from planner.history import HistoryStore
 from planner.learning.registry import Registry
 
+from .conftest import import_rows
+
 METHOD_KEYS = {"mae_s", "mdape", "mean_abs_log", "overrun", "median_bound_ratio"}
-
-
-def _store_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    rows = []
-    for i, r in enumerate(frame.itertuples(index=False)):
-        rows.append(
-            {
-                "source_key": str(i),
-                "pipeline": r.pipeline,
-                "run_id": r.run_id,
-                "step": r.step,
-                "account": r.account,
-                "quantity": r.quantity,
-                "params": r.params,
-                "started_at": r.started_at.to_pydatetime(),
-                "finished_at": r.finished_at.to_pydatetime(),
-                "duration_s": r.duration_s,
-                "status": "succeeded",
-                "peak_rss_mb": r.peak_rss_mb,
-            }
-        )
-    return rows
 
 
 @pytest.fixture
@@ -45,9 +24,9 @@ def history_db(make_history: Callable[..., pd.DataFrame], tmp_path: Path) -> str
     url = f"sqlite:///{tmp_path / 'history.db'}"
     store = HistoryStore(url)
     try:
-        store.import_attempts(_store_rows(make_history(25, pipeline="syn")), source="test")
+        store.import_attempts(import_rows(make_history(25, pipeline="syn")), source="test")
         store.import_attempts(
-            _store_rows(make_history(5, pipeline="small", steps=("x",))), source="test"
+            import_rows(make_history(5, pipeline="small", steps=("x",))), source="test"
         )
     finally:
         store.close()
@@ -157,7 +136,7 @@ def test_sub_second_tasks_show_their_mae_as_durations(
     frame["finished_at"] = frame["started_at"] + spans
     url = f"sqlite:///{tmp_path / 'fast.db'}"
     with HistoryStore(url) as store:
-        store.import_attempts(_store_rows(frame), source="test")
+        store.import_attempts(import_rows(frame), source="test")
     models = tmp_path / "models"
     base = ["--pipeline", "fast", "--db", url, "--models", str(models)]
     assert main(["train", *base, "--json"]) == 0
