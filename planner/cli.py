@@ -24,7 +24,9 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS = (
     "validate",
     "run",
+    "daemon",
     "runs",
+    "status",
     "report",
     "demo",
     "importing",

@@ -18,13 +18,19 @@ __all__ = [
     "AUTO_TIMEOUT_FACTOR",
     "AUTO_TIMEOUT_FLOOR_S",
     "COMMAND_SINK_TIMEOUT_S",
+    "DAEMON_STOP_GRACE_S",
     "DEFAULT_TASK_S",
+    "DEFER_POLL_S",
     "DELIVERY_BACKOFF_BASE_S",
     "DELIVERY_BACKOFF_CAP_S",
     "EMAIL_SINK_TIMEOUT_S",
+    "LEADER_TTL_S",
     "LEASE_TTL_S",
     "MIN_MARGIN",
+    "MISFIRE_GRACE_S",
     "QUANTILE",
+    "REFUSED_RETRY_S",
+    "RETRAIN_CRON",
     "STATE_DIR",
     "WEBHOOK_SINK_TIMEOUT_S",
 ]
@@ -134,3 +140,27 @@ __all__ += [
     "PRESSURE_MAX_PAUSE_S",
     "PRESSURE_THRESHOLD",
 ]
+
+LEADER_TTL_S = 30.0
+"""Seconds a daemon's leadership of a pipeline lasts without a heartbeat (it beats every
+third of that): another daemon takes the pipeline over this long after the leader died."""
+
+MISFIRE_GRACE_S = 300.0
+"""A daemon's start of a ``policy: fixed`` pipeline later than this (the daemon was down,
+the machine asleep, the previous run still going) is skipped to the next cadence or cron
+time, as cron would; a late predicted start runs at once."""
+
+DEFER_POLL_S = 30.0
+"""While a run of the pipeline started elsewhere is active, the daemon looks again this
+often (or at the cadence, if shorter)."""
+
+REFUSED_RETRY_S = 60.0
+"""After a start that did not run (bad file, a crash before any task), the daemon tries
+again after the cadence, or this many seconds without one."""
+
+DAEMON_STOP_GRACE_S = 60.0
+"""On SIGTERM, how long the daemon waits for its running runs before it leaves them to
+their leases and exits."""
+
+RETRAIN_CRON = "0 3 * * *"
+"""When the daemon retrains the models of the pipelines it leads (crontab, its timezone)."""

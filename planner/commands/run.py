@@ -58,10 +58,32 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--quiet", action="store_true", help="no progress output, only the final summary"
     )
+    parser.add_argument(
+        "--run-id",
+        type=_run_id,
+        metavar="ID",
+        help="the new run's id (default: a new one; the daemon names the runs it starts)",
+    )
+    parser.add_argument(
+        "--as-file",
+        metavar="FILE",
+        help="PIPELINE stands for FILE: relative paths start, and tasks run, in FILE's "
+        "folder (the daemon runs its saved copy of a file's last valid version)",
+    )
     add_db_option(parser)
     add_models_option(parser)
     add_json_option(parser)
     parser.set_defaults(handler=handle)
+
+
+def _run_id(text: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
 
 
 def _duration(text: str) -> float:
@@ -77,6 +99,8 @@ def _duration(text: str) -> float:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from planner.config import load_pipeline
     from planner.display.progress import LiveProgress, PlainProgress
     from planner.display.runs import print_show
@@ -86,8 +110,10 @@ def handle(args: argparse.Namespace) -> int:
     from planner.service.views import show_document
     from planner.units import format_duration
 
-    pipeline = load_pipeline(args.pipeline)
+    as_file = Path(args.as_file).resolve() if args.as_file else None
+    pipeline = load_pipeline(args.pipeline, as_file=as_file)
     request = RunRequest(
+        run_id=args.run_id,
         steps=args.steps,
         with_deps=args.with_deps,
         accounts=args.accounts,

@@ -26,22 +26,29 @@ __all__ = ["SUFFIXES", "check_pipeline_file", "load_pipeline", "parse_pipeline"]
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".json": "json", ".toml": "toml"}
 
 
-def load_pipeline(path: str | Path) -> Pipeline:
-    """The pipeline in ``path``; raises :class:`ConfigError` listing every problem."""
-    pipeline, issues = check_pipeline_file(path)
+def load_pipeline(path: str | Path, *, as_file: Path | None = None) -> Pipeline:
+    """The pipeline in ``path``; raises :class:`ConfigError` listing every problem.
+
+    ``as_file``: the file ``path`` stands for (its folder is where relative paths start
+    and tasks run; the daemon runs a saved copy of the last valid file)."""
+    pipeline, issues = check_pipeline_file(path, as_file=as_file)
     if issues or pipeline is None:
         raise ConfigError(str(path), issues)
     return pipeline
 
 
-def check_pipeline_file(path: str | Path) -> tuple[Pipeline | None, list[ConfigIssue]]:
-    """Validate ``path``: the pipeline when it is valid, and every issue found."""
+def check_pipeline_file(
+    path: str | Path, *, as_file: Path | None = None
+) -> tuple[Pipeline | None, list[ConfigIssue]]:
+    """Validate ``path`` (standing for ``as_file`` when given): the pipeline when it is
+    valid, and every issue found."""
     file = Path(path)
     try:
         raw = read_raw(file)
     except ConfigError as exc:
         return None, exc.issues
-    return parse_pipeline(raw, base_dir=file.resolve().parent, source=file)
+    source = as_file or file
+    return parse_pipeline(raw, base_dir=source.resolve().parent, source=source)
 
 
 def read_raw(file: Path) -> dict[str, Any]:

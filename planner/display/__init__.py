@@ -1,6 +1,6 @@
 """What the command line prints beside JSON: rich tables and progress displays shared by
-several commands (a plan, a run and its attempts, a run's progress, the report). Commands
-call these; these never import a command."""
+several commands (a plan, a run and its attempts, a run's progress, the report, the
+scheduler's status). Commands call these; these never import a command."""
 
 from __future__ import annotations
 

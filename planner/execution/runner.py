@@ -59,7 +59,9 @@ class RunRequest:
     """What to run and how; defaults run every step for every account.
 
     ``concurrency``, when given, wins over the directives' (an operator's explicit choice).
-    ``sample_interval`` is the default executor's (``LocalExecutor``) sampling period."""
+    ``sample_interval`` is the default executor's (``LocalExecutor``) sampling period.
+    ``run_id``: the new run's id (default: :func:`new_run_id`); the daemon names the runs it
+    starts so that it can find them."""
 
     steps: Sequence[str] | None = None
     with_deps: bool = False
@@ -69,6 +71,7 @@ class RunRequest:
     stop_grace: float = 10.0
     kill_grace: float = 5.0
     sample_interval: float = 0.25
+    run_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -267,7 +270,7 @@ class Runner:
             retry_policies={s.id: self.pipeline.retry_policy(s) for s in prepared.steps},
             memory_pressure=self.pipeline.memory_pressure,
         )
-        run_id = new_run_id(self.clock.now())
+        run_id = request.run_id or new_run_id(self.clock.now())
         owner = LeaseOwner(uuid.uuid4().hex, self.host, os.getpid(), run_id)
         guards = acquire_run_guards(
             self.pipeline,

@@ -1,5 +1,5 @@
-"""The history store: runs, task attempts, leases, plans and alerts, and the attempts
-DataFrame.
+"""The history store: runs, task attempts, leases, plans, alerts, the scheduler's leaders
+and decisions, and the attempts DataFrame.
 
 See docs/ARCHITECTURE.md ("History store"). SQLAlchemy 2 Core; SQLite (WAL) by default,
 any SQLAlchemy URL (PostgreSQL to share) through ``--db`` / ``$PLANNER_DB``.
@@ -15,6 +15,7 @@ from planner.history.records import (
     AttemptRecord,
     AttemptStart,
     AttemptStatus,
+    DecisionRecord,
     DeliveryRecord,
     DeliveryStatus,
     ImportResult,
@@ -39,6 +40,7 @@ __all__ = [
     "AttemptRecord",
     "AttemptStart",
     "AttemptStatus",
+    "DecisionRecord",
     "DeliveryRecord",
     "DeliveryStatus",
     "HistoryStore",

@@ -44,6 +44,8 @@ from planner.history.schema import (
     SCHEMA_VERSION,
     alert_deliveries,
     alerts,
+    decisions,
+    leaders,
     meta,
     metadata,
     pauses,
@@ -162,8 +164,18 @@ def _migrate_2_to_3(conn: Connection) -> None:
     pauses.create(conn, checkfirst=True)
 
 
+def _migrate_3_to_4(conn: Connection) -> None:
+    """Version 4: the scheduler daemon's leaders and decisions."""
+    leaders.create(conn, checkfirst=True)
+    decisions.create(conn, checkfirst=True)
+
+
 #: version -> the step that brings a database of that version to the next one.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
+}
 
 
 def ensure_schema(engine: Engine, where: str) -> None:

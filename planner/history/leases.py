@@ -4,15 +4,18 @@ Every function here runs inside a write transaction the store opened (``BEGIN IM
 on SQLite, so read-then-write cannot race; on PostgreSQL the row is inserted with
 ``ON CONFLICT DO NOTHING`` and then locked with ``SELECT ... FOR UPDATE``), and every
 takeover is a conditional ``UPDATE ... WHERE owner_id = <the holder we saw>``.
+
+The same functions keep the ``leaders`` table (the daemon that schedules a pipeline),
+which has the shape of ``leases``: pass ``table=leaders``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from planner.clock import ensure_utc
@@ -25,6 +28,7 @@ __all__ = [
     "current",
     "heartbeat",
     "holder_process_alive",
+    "holders",
     "release",
 ]
 
@@ -57,8 +61,10 @@ def acquire(
     ttl_s: float,
     now: datetime,
     alive: HolderAlive,
+    table: Table = leases,
 ) -> LeaseResult:
-    """Take the lease of ``pipeline`` if it is free, ours, expired, or its owner is gone."""
+    """Take the lease of ``pipeline`` if it is free, ours, expired, or its owner is gone
+    (in ``table``: ``leases``, or ``leaders``)."""
     now = ensure_utc(now)
     mine = LeaseHolder(
         pipeline=pipeline,
@@ -71,17 +77,17 @@ def acquire(
         expires_at=now + timedelta(seconds=ttl_s),
     )
     for _ in range(10):
-        if _insert_if_absent(conn, mine):
+        if _insert_if_absent(conn, mine, table):
             return LeaseResult(acquired=True, holder=mine)
         row = conn.execute(
-            select(leases).where(leases.c.pipeline == pipeline).with_for_update()
+            select(table).where(table.c.pipeline == pipeline).with_for_update()
         ).one_or_none()
         if row is None:
             continue  # released between our insert and our read: try again
         held = _holder(row)
         if held.owner_id == owner.owner_id:
             refreshed = LeaseHolder(**{**vars(mine), "acquired_at": held.acquired_at})
-            _replace(conn, held.owner_id, refreshed)
+            _replace(conn, held.owner_id, refreshed, table)
             return LeaseResult(acquired=True, holder=refreshed)
         reason: TakeoverReason | None = None
         if held.expires_at <= now:
@@ -90,67 +96,89 @@ def acquire(
             reason = TakeoverReason.OWNER_DEAD
         if reason is None:
             return LeaseResult(acquired=False, holder=held)
-        if _replace(conn, held.owner_id, mine):
+        if _replace(conn, held.owner_id, mine, table):
             return LeaseResult(acquired=True, holder=mine, previous=held, reason=reason)
-    row = conn.execute(select(leases).where(leases.c.pipeline == pipeline)).one()
+    row = conn.execute(select(table).where(table.c.pipeline == pipeline)).one()
     return LeaseResult(acquired=False, holder=_holder(row))
 
 
-def heartbeat(conn: Connection, pipeline: str, owner_id: str, ttl_s: float, now: datetime) -> bool:
+def heartbeat(
+    conn: Connection,
+    pipeline: str,
+    owner_id: str,
+    ttl_s: float,
+    now: datetime,
+    *,
+    table: Table = leases,
+) -> bool:
     """Extend our lease; False when it is no longer ours."""
     now = ensure_utc(now)
     result = conn.execute(
-        update(leases)
-        .where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
+        update(table)
+        .where(table.c.pipeline == pipeline, table.c.owner_id == owner_id)
         .values(heartbeat_at=now, expires_at=now + timedelta(seconds=ttl_s))
     )
     return result.rowcount == 1
 
 
-def release(conn: Connection, pipeline: str, owner_id: str) -> bool:
+def release(conn: Connection, pipeline: str, owner_id: str, *, table: Table = leases) -> bool:
     """Give our lease up; False when it was not ours (any more)."""
     result = conn.execute(
-        delete(leases).where(leases.c.pipeline == pipeline, leases.c.owner_id == owner_id)
+        delete(table).where(table.c.pipeline == pipeline, table.c.owner_id == owner_id)
     )
     return result.rowcount == 1
 
 
-def current(conn: Connection, pipeline: str) -> LeaseHolder | None:
+def current(conn: Connection, pipeline: str, *, table: Table = leases) -> LeaseHolder | None:
     """The lease row of ``pipeline``, expired or not, if there is one."""
-    row = conn.execute(select(leases).where(leases.c.pipeline == pipeline)).one_or_none()
+    row = conn.execute(select(table).where(table.c.pipeline == pipeline)).one_or_none()
     return _holder(row) if row is not None else None
+
+
+def holders(
+    conn: Connection, pipelines: Sequence[str] | None = None, *, table: Table = leases
+) -> dict[str, LeaseHolder]:
+    """Pipeline -> its row (expired or not) of every pipeline in ``pipelines`` (None: all)
+    that has one, in pipeline order."""
+    query = select(table).order_by(table.c.pipeline)
+    if pipelines is not None:
+        wanted = list(dict.fromkeys(pipelines))
+        if not wanted:
+            return {}
+        query = query.where(table.c.pipeline.in_(wanted))
+    return {row.pipeline: _holder(row) for row in conn.execute(query)}
 
 
 def _holder(row: Row[Any]) -> LeaseHolder:
     return LeaseHolder(**row._asdict())
 
 
-def _insert_if_absent(conn: Connection, holder: LeaseHolder) -> bool:
+def _insert_if_absent(conn: Connection, holder: LeaseHolder, table: Table) -> bool:
     values = vars(holder)
     dialect = conn.dialect.name
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        stmt: Any = sqlite_insert(leases).values(values).on_conflict_do_nothing()
+        stmt: Any = sqlite_insert(table).values(values).on_conflict_do_nothing()
         return conn.execute(stmt).rowcount == 1
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        stmt = pg_insert(leases).values(values).on_conflict_do_nothing()
+        stmt = pg_insert(table).values(values).on_conflict_do_nothing()
         return conn.execute(stmt).rowcount == 1
     try:
         with conn.begin_nested():
-            conn.execute(insert(leases).values(values))
+            conn.execute(insert(table).values(values))
     except IntegrityError:
         return False
     return True
 
 
-def _replace(conn: Connection, previous_owner: str, holder: LeaseHolder) -> bool:
+def _replace(conn: Connection, previous_owner: str, holder: LeaseHolder, table: Table) -> bool:
     values = {k: v for k, v in vars(holder).items() if k != "pipeline"}
     result = conn.execute(
-        update(leases)
-        .where(leases.c.pipeline == holder.pipeline, leases.c.owner_id == previous_owner)
+        update(table)
+        .where(table.c.pipeline == holder.pipeline, table.c.owner_id == previous_owner)
         .values(values)
     )
     return result.rowcount == 1

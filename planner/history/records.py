@@ -24,6 +24,7 @@ __all__ = [
     "AttemptRecord",
     "AttemptStart",
     "AttemptStatus",
+    "DecisionRecord",
     "DeliveryRecord",
     "DeliveryStatus",
     "ImportResult",
@@ -210,6 +211,25 @@ class PlanRecord:
     predicted_s: float
     bound_s: float
     document: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One stored scheduler decision: ``kind`` (``scheduled``, ``deferred``, ...) taken
+    ``at`` about ``pipeline``, why (``reason``), the next start and interval it chose, the
+    run it concerns, the rest (``detail``), and the daemon that took it."""
+
+    id: int
+    pipeline: str
+    at: datetime
+    kind: str
+    run_id: str | None
+    next_start: datetime | None
+    interval_s: float | None
+    reason: str
+    detail: dict[str, Any]
+    owner_id: str | None
+    host: str | None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ version this code can migrate is brought up to date when the database is opened
 
 Versions: 1 runs, attempts, leases, plans; 2 adds ``trained_models`` (the digest of every
 saved model, which the model registry checks before unpickling); 3 adds ``alerts`` and
-``alert_deliveries`` (every alert fired, and each sink's delivery of it).
+``alert_deliveries`` (every alert fired, and each sink's delivery of it) and ``pauses``
+(memory-pressure pauses of runs); 4 adds ``leaders`` (the daemon that schedules each
+pipeline) and ``decisions`` (what the scheduler decided, when and why).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ __all__ = [
     "alert_deliveries",
     "alerts",
     "attempts",
+    "decisions",
+    "leaders",
     "leases",
     "meta",
     "metadata",
@@ -50,7 +54,7 @@ __all__ = [
 ]
 
 #: Bump on every change to the tables below (and teach the code to migrate or refuse).
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Row ids: BIGINT on servers, INTEGER on SQLite so that it is the rowid (autoincrement).
 _RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -244,4 +248,41 @@ pauses = Table(
     Column("ended_at", UTCDateTime),
     Column("detail", Text, nullable=False),
     Index("ix_pauses_run", "run_id"),
+)
+
+#: One row per pipeline naming the scheduler daemon that schedules it: the shape of
+#: ``leases`` (``run_id`` stays empty), taken and kept the same way
+#: (planner/history/leaders.py). Added in version 4.
+leaders = Table(
+    "leaders",
+    metadata,
+    Column("pipeline", String(100), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("run_id", String(64)),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+#: One row per scheduler decision (started a run, scheduled the next one, deferred...):
+#: when, why, the next start and interval it chose, and the rest as a JSON document
+#: ``detail``; ``owner_id``/``host`` name the daemon. Added in version 4.
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("pipeline", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("run_id", String(64)),
+    Column("next_start", UTCDateTime),
+    Column("interval_s", Float),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),
+    Column("owner_id", String(64)),
+    Column("host", String(255)),
+    Index("ix_decisions_pipeline_at", "pipeline", "at"),
+    Index("ix_decisions_kind", "kind"),
 )

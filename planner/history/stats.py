@@ -1,6 +1,6 @@
 """Grouped counts of the history for metrics (runs by status, duration buckets, active
-runs and tasks, failures by error class, retries), in five read-only queries; and the
-size of the database (for the report).
+runs and tasks, failures by error class, retries), in five read-only queries; the
+pipelines that have runs; and the size of the database (for the report).
 
 A mixin of :class:`~planner.history.store.HistoryStore`, as :mod:`planner.history.alerts`.
 """
@@ -40,6 +40,12 @@ class StatsLog:
         or finished (runs) since ``since``, in buckets with upper bounds ``bounds``."""
         with self._read() as conn:
             return read_stats(conn, pipelines, since, bounds)
+
+    def run_pipelines(self) -> list[str]:
+        """Every pipeline with a stored run, sorted."""
+        query = select(runs.c.pipeline).distinct().order_by(runs.c.pipeline)
+        with self._read() as conn:
+            return [str(name) for name in conn.execute(query).scalars()]
 
     def database_size(self) -> int | None:
         """Bytes the history takes: a SQLite file with its ``-wal``; a PostgreSQL

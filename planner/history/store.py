@@ -25,6 +25,8 @@ from planner.history import ledger
 from planner.history.alerts import AlertLog
 from planner.history.bulk import BulkInsert
 from planner.history.database import IMMEDIATE, ensure_schema, mask_url, open_engine, store_errors
+from planner.history.decisions import DecisionLog
+from planner.history.leaders import LeaderLog
 from planner.history.location import history_url
 from planner.history.pauses import PauseLog
 from planner.history.records import (
@@ -69,15 +71,15 @@ _FINISH_ATTEMPT = update(attempts).where(attempts.c.attempt_id == bindparam("b_a
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 
 
-class HistoryStore(AlertLog, PauseLog, StatsLog):
+class HistoryStore(AlertLog, DecisionLog, LeaderLog, PauseLog, StatsLog):
     """Runs, attempts, leases, plans and alerts of every pipeline, in one database.
 
     ``HistoryStore(url)`` creates the schema if absent (safe when many processes open a
     database that does not exist yet), switches SQLite to WAL, and refuses a database
     whose schema version it does not know. ``alive`` decides whether a lease holder on
-    this host still runs (default: its pid exists and is not a zombie). The alert
-    methods (``record_alert``, ``update_delivery``, ``alerts``...) come from
-    :class:`~planner.history.alerts.AlertLog`.
+    this host still runs (default: its pid exists and is not a zombie), for leases and
+    leaders. The mixins bring alerts (``record_alert``, ``alerts``...), scheduler
+    decisions and leaders (``record_decision``, ``acquire_leader``...), pauses and stats.
     """
 
     def __init__(

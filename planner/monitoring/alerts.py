@@ -48,7 +48,9 @@ class AlertKind(StrEnum):
     TASK_STUCK = "task_stuck"
     RUN_FAILED = "run_failed"
     RETRIES_EXHAUSTED = "retries_exhausted"
-    START_DEFERRED = "start_deferred"
+    DEFERRED = "deferred"
+    REFUSED = "refused"
+    RETRAIN_FAILED = "retrain_failed"
     MODEL_DRIFT = "model_drift"
     NO_PREDICTION = "no_prediction"
 

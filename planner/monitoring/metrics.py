@@ -20,6 +20,10 @@ Families (labels in brackets):
 - ``planner_prediction_mdape`` and ``planner_bound_coverage`` [pipeline]: median absolute
   percentage error of the predictions and share of tasks within their bound, over the last
   10 runs that stored a plan (absent while no planned task finished);
+- ``planner_next_start_timestamp_seconds`` [pipeline]: unix time of the next start the
+  scheduler daemon decided (its newest ``scheduled`` decision; absent without one);
+- ``planner_leader`` [pipeline, host, owner]: 1 for the daemon that schedules the
+  pipeline (its ``leaders`` row, while not expired; absent otherwise);
 - ``planner_history_up``: 1 when the last scrape read the history, 0 when it failed.
 
 The duration histograms cover a sliding window (they can go down: read them with
@@ -73,6 +77,8 @@ DURATION_BUCKETS: tuple[float, ...] = (
 WINDOW = timedelta(days=7)
 #: The last runs with a stored plan that judge the predictions.
 QUALITY_RUNS = 10
+#: The kind of the decisions that carry a pipeline's next start (see planner/service/status.py).
+_SCHEDULED = "scheduled"
 
 
 class HistoryCollector(Collector):
@@ -162,6 +168,7 @@ class HistoryCollector(Collector):
             ),
         ]
         families.extend(self._quality(pipelines))
+        families.extend(self._scheduler(now))
         return families
 
     def _alerts(self, pipelines: Sequence[str]) -> dict[tuple[str, ...], float]:
@@ -173,6 +180,27 @@ class HistoryCollector(Collector):
         for alert in records:
             counts[(alert.pipeline, alert.level)] += 1.0
         return counts
+
+    def _scheduler(self, now: datetime) -> list[Metric]:
+        """The next start the daemon decided and who leads, per pipeline (all of the
+        history's pipelines that have them when no pipelines were given)."""
+        next_start = GaugeMetricFamily(
+            "planner_next_start_timestamp_seconds",
+            "Unix time of the next start the scheduler daemon decided",
+            labels=["pipeline"],
+        )
+        leader = GaugeMetricFamily(
+            "planner_leader",
+            "1 for the scheduler daemon that leads the pipeline (its row not expired)",
+            labels=["pipeline", "host", "owner"],
+        )
+        for name, decision in self.store.last_decisions(self.pipelines, _SCHEDULED).items():
+            if decision.next_start is not None:
+                next_start.add_metric([name], decision.next_start.timestamp())
+        for name, holder in self.store.leaders(self.pipelines).items():
+            if holder.expires_at > now:
+                leader.add_metric([name, holder.host, holder.owner_id], 1.0)
+        return [next_start, leader]
 
     def _quality(self, pipelines: Sequence[str]) -> list[Metric]:
         # Imported here: the service layer imports this package, not the other way round.

@@ -2,11 +2,14 @@
 
 ``policy: predicted``: ``max(cadence, run bound x (1 + min_margin))`` after the current
 start, capped by ``max_interval``; with a cron line instead of a cadence, the first cron
-time at or after that. ``policy: fixed``: the cadence, or the next cron time.
+time at or after that. Tasks that have only the default estimate (no history) never
+stretch the interval past the cadence: the bound that counts is the one of the tasks with
+history. ``policy: fixed``: the cadence, or the next cron time.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from planner.config.models import Schedule
@@ -32,10 +35,17 @@ def decide_interval(
     run_bound_s: float,
     current_start: datetime,
     now: datetime,
+    *,
+    known_bound_s: float | None = None,
+    misfire_grace_s: float | None = None,
 ) -> IntervalDecision:
     """The next start after a run that started at ``current_start``, whose bound is given.
 
-    A next start that has already passed (the current start is old) is moved to ``now``.
+    ``known_bound_s``: the run bound counting only the tasks with history, when some have
+    only the default estimate (with a cadence, that bound decides how far the interval
+    stretches). A next start that has already passed (the current start is old) is moved
+    to ``now``; with ``policy: fixed`` and ``misfire_grace_s``, one later than the grace
+    is skipped instead, to the next cadence or cron time (as cron would).
     """
     cadence = schedule.cadence
     bound_text = format_duration(run_bound_s)
@@ -64,13 +74,22 @@ def decide_interval(
     else:
         need = run_bound_s * (1 + schedule.min_margin)
         need_text = f"bound {bound_text} x (1 + {schedule.min_margin:g}) = {format_duration(need)}"
+        unknown = ""
+        if cadence is not None and known_bound_s is not None and need > cadence:
+            # the stretch past the cadence may rest only on tasks with history
+            need = known_bound_s * (1 + schedule.min_margin)
+            need_text = (
+                f"bound of the tasks with history {format_duration(known_bound_s)} x "
+                f"(1 + {schedule.min_margin:g}) = {format_duration(need)}"
+            )
+            unknown = "; tasks at the default estimate (no history) do not stretch it"
         if cadence is not None:
             interval = max(cadence, need)
             reason = (
                 f"cadence {format_duration(cadence)} (longer than the {need_text})"
                 if cadence >= need
                 else f"{need_text} (longer than the cadence {format_duration(cadence)})"
-            )
+            ) + unknown
         elif schedule.cron:
             fire = next_cron_time(
                 schedule.cron,
@@ -90,8 +109,18 @@ def decide_interval(
     assert interval is not None
     next_start = current_start + timedelta(seconds=interval)
     if next_start < now:
-        reason += f"; overdue since {next_start.isoformat()}, so due now"
-        next_start = now
+        late = (now - next_start).total_seconds()
+        if schedule.policy == "fixed" and misfire_grace_s is not None and late > misfire_grace_s:
+            skipped = _next_slot(schedule, current_start, now)
+            if skipped is not None:
+                reason += (
+                    f"; the start at {next_start.isoformat()} is {format_duration(late)} late "
+                    f"(grace {format_duration(misfire_grace_s)}): skipped to the next"
+                )
+                next_start = skipped
+        if next_start < now:
+            reason += f"; overdue since {next_start.isoformat()}, so due now"
+            next_start = now
     return IntervalDecision(
         policy=schedule.policy,
         interval_s=interval,
@@ -100,3 +129,13 @@ def decide_interval(
         fits_cadence=not overrun,
         cadence_s=cadence,
     )
+
+
+def _next_slot(schedule: Schedule, current_start: datetime, now: datetime) -> datetime | None:
+    """The first time of a fixed schedule at or after ``now``."""
+    if schedule.cadence is not None:
+        periods = math.ceil((now - current_start).total_seconds() / schedule.cadence)
+        return current_start + timedelta(seconds=periods * schedule.cadence)
+    if schedule.cron:
+        return next_cron_time(schedule.cron, now - timedelta(seconds=1), schedule.timezone)
+    return None

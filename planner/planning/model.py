@@ -38,6 +38,10 @@ class TaskQuery:
     concurrency: int
 
 
+#: ``TaskEstimate.source`` of a task with no history: the default estimate.
+DEFAULT_SOURCE = "default"
+
+
 @dataclass(frozen=True)
 class TaskEstimate:
     """The predicted duration of one task and its upper bound (``bound_s >= predicted_s``).

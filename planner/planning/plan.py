@@ -28,8 +28,17 @@ from planner.planning.concurrency import (
 )
 from planner.planning.estimate import estimate_run
 from planner.planning.interval import decide_interval
-from planner.planning.makespan import lower_bound
-from planner.planning.model import PastRun, Plan, StepPlan, TaskEstimate, TaskPlan, TaskQuery
+from planner.planning.makespan import GraphSchedule, lower_bound, schedule_graph
+from planner.planning.model import (
+    DEFAULT_SOURCE,
+    PastRun,
+    Plan,
+    RunEstimate,
+    StepPlan,
+    TaskEstimate,
+    TaskPlan,
+    TaskQuery,
+)
 from planner.planning.recommend import recommend
 
 __all__ = ["build_plan", "plan_to_json", "provisional_concurrency", "task_queries"]
@@ -76,6 +85,7 @@ def build_plan(
     concurrency: int | None = None,
     current_start: datetime | None = None,
     warnings: Sequence[str] = (),
+    misfire_grace_s: float | None = None,
 ) -> Plan:
     """The plan of a run of ``steps`` whose tasks are ``queries`` estimated as ``estimates``.
 
@@ -190,7 +200,14 @@ def build_plan(
         cpu_per_task=cpu_share,
         memo=memo,
     )
-    interval = decide_interval(pipeline.schedule, run.bound_s, current_start or now, now)
+    interval = decide_interval(
+        pipeline.schedule,
+        run.bound_s,
+        current_start or now,
+        now,
+        known_bound_s=_known_bound(deps, bounds, per_step, sources, slots, run, bound_sched),
+        misfire_grace_s=misfire_grace_s,
+    )
     recs = recommend(
         run=run,
         interval=interval,
@@ -225,6 +242,35 @@ _ACCOUNT = operator.attrgetter("account")
 _PREDICTED = operator.attrgetter("predicted_s")
 _BOUND = operator.attrgetter("bound_s")
 _SOURCE = operator.attrgetter("source")
+
+
+def _known_bound(  # noqa: PLR0917 (private, one caller)
+    deps: Mapping[str, Sequence[str]],
+    bounds: Mapping[str, Sequence[float]],
+    per_step: Mapping[str, Sequence[int]],
+    sources: Sequence[str],
+    slots: int,
+    run: RunEstimate,
+    bound_sched: GraphSchedule,
+) -> float | None:
+    """The run bound counting only tasks with history (``None`` when every task has some):
+    the run bound scaled by the share of the task-bound schedule those tasks make, so
+    that tasks at the default estimate never stretch the interval."""
+    if DEFAULT_SOURCE not in sources:
+        return None
+    known = {
+        step: [
+            0.0 if sources[pos] == DEFAULT_SOURCE else bound
+            for pos, bound in zip(per_step[step], bounds[step], strict=True)
+        ]
+        for step in deps
+    }
+    total = bound_sched.makespan
+    if total <= 0:
+        return 0.0
+    return run.bound_s * schedule_graph(deps, known, slots).makespan / total
+
+
 _PEAK = operator.attrgetter("peak_rss_mb")
 _CPU = operator.attrgetter("cpu_share")
 _NEW = object.__new__

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from planner.planning.concurrency import ConcurrencyChoice
 from planner.planning.estimate import MIN_CALIBRATION_RUNS
 from planner.planning.model import (
+    DEFAULT_SOURCE,
     IntervalDecision,
     Recommendation,
     RunEstimate,
@@ -96,7 +97,7 @@ def recommend(
     )
     out.extend(_no_gain(choice, what_if))
     out.extend(_dominant_tasks(steps, tasks, run))
-    defaults = [t for t in tasks if t.source == "default"]
+    defaults = [t for t in tasks if t.source == DEFAULT_SOURCE]
     if defaults:
         out.append(
             Recommendation(

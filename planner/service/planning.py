@@ -40,7 +40,9 @@ __all__ = [
 class PlanRequest:
     """Which tasks to plan and how: the selection, and overrides of the pipeline file.
 
-    ``tasks``: plan only these (a run's remaining tasks, e.g. when resuming)."""
+    ``tasks``: plan only these (a run's remaining tasks, e.g. when resuming).
+    ``misfire_grace_s``: a fixed schedule's start later than this is skipped (the daemon's
+    grace; see :func:`~planner.planning.interval.decide_interval`)."""
 
     steps: Sequence[str] | None = None
     with_deps: bool = False
@@ -49,6 +51,7 @@ class PlanRequest:
     quantity: float | None = None
     current_start: datetime | None = None
     tasks: Collection[TaskKey] | None = None
+    misfire_grace_s: float | None = None
 
 
 def make_plan(
@@ -101,6 +104,7 @@ def make_plan(
         concurrency=request.concurrency,
         current_start=request.current_start,
         warnings=warnings,
+        misfire_grace_s=request.misfire_grace_s,
     )
 
 

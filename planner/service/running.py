@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from planner.planning.model import DEFAULT_SOURCE
 from planner.service.planning import PlanRequest, make_plan, save_plan
 
 if TYPE_CHECKING:
@@ -38,8 +39,6 @@ if TYPE_CHECKING:
     from planner.service.monitor import RunMonitor
 
 __all__ = ["RunOutcome", "RunSession", "directives_for", "prepare_run"]
-
-_NO_HISTORY = "default"
 
 
 @dataclass(frozen=True)
@@ -62,7 +61,7 @@ def directives_for(pipeline: Pipeline, plan: Plan) -> tuple[RunDirectives, list[
     for task in plan.tasks:
         key = TaskKey(task.step, task.account)
         priority[key] = task.predicted_s
-        known = task.source != _NO_HISTORY
+        known = task.source != DEFAULT_SOURCE
         if not known:
             unknown[task.step] += 1
         if task.step in auto_steps:

@@ -1,5 +1,6 @@
-"""Schema migrations on open, once, data kept: 1 -> 2 (the trained_models table) and
-2 -> 3 (alerts and their deliveries), on SQLite and PostgreSQL."""
+"""Schema migrations on open, once, data kept: 1 -> 2 (the trained_models table),
+2 -> 3 (alerts and their deliveries, pauses) and 3 -> 4 (the scheduler's leaders and
+decisions), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import pytest
 from sqlalchemy import create_engine, inspect, select, text, update
 
 from planner.errors import SchemaVersionError
-from planner.history import SCHEMA_VERSION, AttemptOutcome, AttemptStart, HistoryStore
+from planner.history import (
+    SCHEMA_VERSION,
+    AttemptOutcome,
+    AttemptStart,
+    HistoryStore,
+    LeaseOwner,
+)
 from planner.history.database import MIGRATIONS
 from planner.history.schema import meta
 
@@ -44,7 +51,12 @@ def _has_table(url: str, name: str) -> bool:
 
 
 #: The tables each version added, newest last: dropped to make an older history.
-_ADDED_IN = {2: ("trained_models",), 3: ("alert_deliveries", "alerts")}
+_ADDED_IN = {
+    2: ("trained_models",),
+    3: ("alert_deliveries", "alerts", "pauses"),
+    4: ("decisions", "leaders"),
+}
+CURRENT = str(SCHEMA_VERSION)
 
 
 def _make_version(url: str, version: int) -> None:
@@ -75,7 +87,8 @@ def _make_version(url: str, version: int) -> None:
     finally:
         engine.dispose()
     assert _version(url) == str(version)
-    assert not _has_table(url, "alerts")
+    for added, tables in _ADDED_IN.items():
+        assert all(_has_table(url, t) == (added <= version) for t in tables), (added, tables)
 
 
 def _make_version_1(url: str) -> None:
@@ -83,16 +96,16 @@ def _make_version_1(url: str) -> None:
     assert not _has_table(url, "trained_models")
 
 
-def test_this_code_is_version_3_and_migrates_from_1_and_2() -> None:
-    assert SCHEMA_VERSION == 3
-    assert sorted(MIGRATIONS) == [1, 2]
+def test_this_code_is_version_4_and_migrates_from_1_2_and_3() -> None:
+    assert SCHEMA_VERSION == 4
+    assert sorted(MIGRATIONS) == [1, 2, 3]
 
 
 def test_a_version_1_history_is_migrated_and_keeps_its_data(store_url: str) -> None:
     _make_version_1(store_url)
     store = HistoryStore(store_url)
     try:
-        assert _version(store_url) == "3"
+        assert _version(store_url) == CURRENT
         assert _has_table(store_url, "trained_models") and _has_table(store_url, "alerts")
         run = store.get_run("r1")
         assert run is not None and run.status == "succeeded" and run.concurrency == 2
@@ -105,14 +118,14 @@ def test_a_version_1_history_is_migrated_and_keeps_its_data(store_url: str) -> N
     finally:
         store.close()
     HistoryStore(store_url).close()  # opening again: nothing left to do
-    assert _version(store_url) == "3"
+    assert _version(store_url) == CURRENT
 
 
-def test_a_version_2_history_is_migrated_to_3_and_keeps_its_data(store_url: str) -> None:
+def test_a_version_2_history_is_migrated_and_keeps_its_data(store_url: str) -> None:
     _make_version(store_url, 2)
     store = HistoryStore(store_url)
     try:
-        assert _version(store_url) == "3"
+        assert _version(store_url) == CURRENT
         assert _has_table(store_url, "alerts") and _has_table(store_url, "alert_deliveries")
         run = store.get_run("r1")
         assert run is not None and run.status == "succeeded"
@@ -128,12 +141,35 @@ def test_a_version_2_history_is_migrated_to_3_and_keeps_its_data(store_url: str)
     finally:
         store.close()
     HistoryStore(store_url).close()
-    assert _version(store_url) == "3"
+    assert _version(store_url) == CURRENT
+
+
+def test_a_version_3_history_is_migrated_to_4_and_keeps_its_data(store_url: str) -> None:
+    _make_version(store_url, 3)
+    store = HistoryStore(store_url)
+    try:
+        assert _version(store_url) == "4"
+        assert _has_table(store_url, "leaders") and _has_table(store_url, "decisions")
+        run = store.get_run("r1")
+        assert run is not None and run.status == "succeeded"
+        assert [a.duration_s for a in store.attempts_for_run("r1")] == [12.5]
+        assert store.model_digest("etl", "m0") == "cd" * 32
+        assert store.leaders() == {} and store.decisions() == []
+        owner = LeaseOwner("daemon-1", "host-a", os.getpid())
+        assert store.acquire_leader("etl", owner, 60, T0).acquired  # the new tables work
+        store.record_decision("etl", "scheduled", T0, "every day", next_start=T0)
+        (decision,) = store.decisions("etl")
+        assert (decision.kind, decision.next_start) == ("scheduled", T0)
+        assert store.leaders()["etl"].owner_id == "daemon-1"
+    finally:
+        store.close()
+    HistoryStore(store_url).close()
+    assert _version(store_url) == "4"
 
 
 def test_a_newer_or_unknown_version_is_still_refused(store_url: str) -> None:
     HistoryStore(store_url).close()
-    for version in ("4", "0", "v1"):
+    for version in (str(SCHEMA_VERSION + 1), "0", "v1"):
         engine = create_engine(store_url)
         with engine.begin() as conn:
             conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=version))
@@ -141,7 +177,7 @@ def test_a_newer_or_unknown_version_is_still_refused(store_url: str) -> None:
         with pytest.raises(SchemaVersionError) as caught:
             HistoryStore(store_url)
         assert f"version {version};" in caught.value.what
-        assert "up to 3" in caught.value.what
+        assert f"up to {SCHEMA_VERSION}" in caught.value.what
         assert _version(store_url) == version  # left as it was
 
 
@@ -185,7 +221,7 @@ def test_many_processes_migrate_an_old_sqlite_file_at_once(tmp_path: Path) -> No
     url = f"sqlite:///{tmp_path / 'history.db'}"
     _make_version_1(url)
     _open_at_once(url, tmp_path, 8)
-    assert _version(url) == "3" and _has_table(url, "trained_models")
+    assert _version(url) == CURRENT and _has_table(url, "trained_models")
     assert _has_table(url, "alerts")
     store = HistoryStore(url)
     try:
@@ -200,7 +236,7 @@ def test_many_processes_migrate_an_old_postgres_database_at_once(
 ) -> None:
     _make_version_1(pg_fresh_url)
     _open_at_once(pg_fresh_url, tmp_path, 8)
-    assert _version(pg_fresh_url) == "3" and _has_table(pg_fresh_url, "trained_models")
+    assert _version(pg_fresh_url) == CURRENT and _has_table(pg_fresh_url, "trained_models")
     assert _has_table(pg_fresh_url, "alert_deliveries")
 
 
@@ -208,7 +244,7 @@ def test_many_processes_migrate_a_version_2_sqlite_file_at_once(tmp_path: Path) 
     url = f"sqlite:///{tmp_path / 'history.db'}"
     _make_version(url, 2)
     _open_at_once(url, tmp_path, 8)
-    assert _version(url) == "3" and _has_table(url, "alert_deliveries")
+    assert _version(url) == CURRENT and _has_table(url, "alert_deliveries")
     store = HistoryStore(url)
     try:
         assert store.model_digest("etl", "m0") == "cd" * 32 and store.alerts() == []
@@ -222,9 +258,30 @@ def test_many_processes_migrate_a_version_2_postgres_database_at_once(
 ) -> None:
     _make_version(pg_fresh_url, 2)
     _open_at_once(pg_fresh_url, tmp_path, 8)
-    assert _version(pg_fresh_url) == "3" and _has_table(pg_fresh_url, "alerts")
+    assert _version(pg_fresh_url) == CURRENT and _has_table(pg_fresh_url, "alerts")
     store = HistoryStore(pg_fresh_url)
     try:
         assert store.model_digest("etl", "m0") == "cd" * 32 and store.alerts() == []
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_many_processes_migrate_a_version_3_history_at_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'history.db'}"
+    else:
+        url = str(request.getfixturevalue("pg_fresh_url"))
+    _make_version(url, 3)
+    _open_at_once(url, tmp_path, 8)
+    assert _version(url) == CURRENT
+    assert _has_table(url, "leaders") and _has_table(url, "decisions")
+    store = HistoryStore(url)
+    try:
+        assert store.model_digest("etl", "m0") == "cd" * 32 and store.decisions() == []
     finally:
         store.close()

@@ -7,7 +7,7 @@ import socket
 import sys
 import urllib.request
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from prometheus_client.samples import Sample
 
 from planner.cli import main
 from planner.errors import StoreError, UsageError
-from planner.history import AttemptStart, HistoryStore
+from planner.history import AttemptStart, HistoryStore, LeaseOwner
 from planner.monitoring.drift import prediction_quality
 from planner.monitoring.metrics import DURATION_BUCKETS, serve_metrics
 from planner.service.monitor import planned_vs_actual
@@ -94,6 +94,19 @@ def test_metrics_of_real_runs_over_http(
         text="metrics test",
     )  # fmt: skip
     levels = [a.level for a in history.alerts(pipeline="metered")]
+    now = datetime.now(UTC)
+    nine = datetime(2030, 1, 2, 9, 0, tzinfo=UTC)
+    ten = datetime(2030, 1, 2, 10, 0, 0, 500000, tzinfo=UTC)
+    history.record_decision(
+        "metered", "scheduled", now - timedelta(hours=1), "old", next_start=nine
+    )
+    history.record_decision("metered", "scheduled", now, "every hour", next_start=ten)
+    history.record_decision("metered", "deferred", now, "busy", next_start=nine)  # not a plan
+    history.record_decision("unplanned", "deferred", now, "busy", next_start=nine)
+    leader = LeaseOwner("daemon-1", "host-a", 4242)
+    assert history.acquire_leader("metered", leader, 3600, now).acquired
+    gone = LeaseOwner("daemon-2", "host-b", 4343)
+    assert history.acquire_leader("stale", gone, 60, now - timedelta(hours=1)).acquired
 
     with serve_metrics(history, "127.0.0.1", 0) as server:
         assert server.port > 0
@@ -144,6 +157,15 @@ def test_metrics_of_real_runs_over_http(
     assert mdape == {("pipeline=metered",): pytest.approx(quality.mdape)}
     assert coverage == {("pipeline=metered",): pytest.approx(quality.coverage)}
 
+    # the scheduler: the newest "scheduled" decision's next start; the unexpired leader
+    starts = _values(
+        families["planner_next_start_timestamp_seconds"], "planner_next_start_timestamp_seconds"
+    )
+    assert starts == {("pipeline=metered",): ten.timestamp()}
+    assert ten.timestamp() == 1893578400.5
+    leaders = _values(families["planner_leader"], "planner_leader")
+    assert leaders == {("host=host-a", "owner=daemon-1", "pipeline=metered"): 1.0}
+
 
 def test_only_the_pipelines_asked_for(history: HistoryStore) -> None:
     with serve_metrics(history, "127.0.0.1", 0, pipelines=["elsewhere"]) as server:
@@ -153,6 +175,8 @@ def test_only_the_pipelines_asked_for(history: HistoryStore) -> None:
         ("pipeline=elsewhere",): 0.0
     }
     assert families["planner_task_duration_seconds"] == []
+    assert families["planner_next_start_timestamp_seconds"] == []
+    assert families["planner_leader"] == []
 
 
 def test_a_port_in_use_is_a_one_line_usage_error(history: HistoryStore) -> None:
@@ -210,3 +234,5 @@ def test_a_run_in_progress_is_active_and_not_in_the_histograms(tmp_path: Path) -
     }
     assert families["planner_task_duration_seconds"] == []
     assert families["planner_run_duration_seconds"] == []
+    assert families["planner_next_start_timestamp_seconds"] == []
+    assert families["planner_leader"] == []

@@ -153,3 +153,60 @@ def test_longest_first_grouping_in_step_plan() -> None:
     # LPT: b(5) -> slot 0, c(3) -> slot 1, d(2) -> slot 1 (free at 3), a(1) -> slot 0
     assert plan.steps[0].groups == (("b", "a"), ("c", "d"))
     assert plan.steps[0].makespan_s == 6.0
+
+
+def test_tasks_at_the_default_estimate_never_stretch_the_interval_past_the_cadence() -> None:
+    pipeline = make_pipeline(schedule={"cadence": "1h", "policy": "predicted"})
+    steps = select_steps(pipeline)
+    queries = task_queries(pipeline, steps, concurrency=2)
+    # step 1 has history (5 min a task: 30 min on 2 slots); step 2 is new: the default, 2 h
+    known = [TaskEstimate(300.0, 350.0, "model") if q.account else None for q in queries]
+    estimates = [e or TaskEstimate(2 * H, 2 * H, "default") for e in known]
+    plan = build_plan(
+        pipeline,
+        steps,
+        queries,
+        estimates,
+        past_runs=[],
+        now=NOW,
+        cpu_count=8,
+        free_memory_mb=22 * GIB,
+    )
+    assert plan.run.bound_s > 2 * H  # the plan itself counts the default
+    assert plan.interval.interval_s == H  # but the interval stays at the cadence
+    assert "default estimate" in plan.interval.reason
+    # tasks with history alone past the cadence still stretch it, by their own bound only
+    longer = [TaskEstimate(2400.0, 2800.0, "model") if q.account else None for q in queries]
+    estimates = [e or TaskEstimate(2 * H, 2 * H, "default") for e in longer]
+    plan = build_plan(
+        pipeline,
+        steps,
+        queries,
+        estimates,
+        past_runs=[],
+        now=NOW,
+        cpu_count=8,
+        free_memory_mb=22 * GIB,
+    )
+    assert H < plan.interval.interval_s < plan.run.bound_s * 1.1
+
+
+def test_a_fixed_start_missed_past_the_grace_is_skipped_to_the_next() -> None:
+    from planner.config.models import Schedule
+    from planner.planning.interval import decide_interval
+
+    fixed = Schedule(cadence=H, policy="fixed")
+    late = decide_interval(
+        fixed, 60.0, NOW, NOW + timedelta(hours=3, minutes=10), misfire_grace_s=300
+    )
+    assert late.next_start == NOW + timedelta(hours=4)
+    assert "skipped to the next" in late.reason
+    within = decide_interval(
+        fixed, 60.0, NOW, NOW + timedelta(hours=1, minutes=2), misfire_grace_s=300
+    )
+    assert within.next_start == NOW + timedelta(hours=1, minutes=2)  # due now
+    cron = Schedule(cron="0 3 * * *", policy="fixed")
+    skipped = decide_interval(
+        cron, 60.0, NOW, NOW + timedelta(days=1, hours=2), misfire_grace_s=300
+    )
+    assert skipped.next_start == datetime(2026, 3, 3, 3, 0, tzinfo=UTC)
