@@ -1,4 +1,5 @@
-"""The statuses of runs and of task attempts: one vocabulary for runner, store and observers.
+"""The statuses of runs and of task attempts, and the kinds of the daemon's decisions: one
+vocabulary for runner, daemon, store and observers.
 
 Both are :class:`~enum.StrEnum`: a member *is* the string the history stores
 (``AttemptStatus.TIMED_OUT == "timed_out"``), so members go into rows, JSON and
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["AttemptStatus", "RunStatus"]
+__all__ = ["NEXT_START_KINDS", "AttemptStatus", "DecisionKind", "RunStatus"]
 
 
 class AttemptStatus(StrEnum):
@@ -34,3 +35,19 @@ class RunStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     ABANDONED = "abandoned"
+
+
+class DecisionKind(StrEnum):
+    """What the daemon decided (the ``kind`` of a stored decision)."""
+
+    SCHEDULED = "scheduled"  # the next start, after a run (or the first)
+    STARTED = "started"
+    FINISHED = "finished"
+    DEFERRED = "deferred"  # a start came due while another run held the pipeline
+    REFUSED = "refused"  # a start did not run (bad file, crash): tried again later
+    RETRAINED = "retrained"
+    LEADER = "leader"  # this daemon now leads the pipeline
+
+
+#: The decisions that set a next start: the newest of these says when and why.
+NEXT_START_KINDS = (DecisionKind.SCHEDULED, DecisionKind.DEFERRED, DecisionKind.REFUSED)

@@ -29,6 +29,8 @@ from planner.daemon.entries import DaemonSettings, Entry, Schedule, save_copy
 from planner.daemon.logs import DecisionLogger
 from planner.daemon.reports import Reporter, one_line
 from planner.errors import ConfigError, PlannerError
+from planner.service.scheduling import RESUMED
+from planner.status import DecisionKind
 from planner.units import format_duration
 
 if TYPE_CHECKING:
@@ -107,7 +109,7 @@ class Daemon:
             if before is not None:
                 text += f" (took over from {before.host} pid {before.pid}: {result.reason})"
             self.report.say(entry.name, "leader", text, owner=self.owner.owner_id)
-            self.report.record(entry.name, "leader", text)
+            self.report.record(entry.name, DecisionKind.LEADER, text)
             if entry.child is None:
                 self._decide(entry, self._resume(entry))
 
@@ -192,7 +194,9 @@ class Daemon:
                 run_id=run_id,
                 pid=child.pid,
             )
-            self.report.record(entry.name, "started", f"run {run_id} started", run_id=run_id)
+            self.report.record(
+                entry.name, DecisionKind.STARTED, f"run {run_id} started", run_id=run_id
+            )
         code = self._wait(child)
         with entry.lock:
             entry.child = None
@@ -229,7 +233,7 @@ class Daemon:
             return
         text, detail = self._result(entry.name, run, code)
         self.report.say(entry.name, "finished", text, run_id=run_id, **detail)
-        self.report.record(entry.name, "finished", text, run_id=run_id, detail=detail)
+        self.report.record(entry.name, DecisionKind.FINISHED, text, run_id=run_id, detail=detail)
         if run.status == "running":  # the child died: its lease expires, then is taken over
             run = store.get_run(run_id) or run
         self._decide(
@@ -281,7 +285,9 @@ class Daemon:
             entry.deferred_by = holder.run_id or "?"
             self.report.alert(entry.pipeline, "deferred", nxt.reason, run_id=holder.run_id)
             self.report.say(entry.name, "deferred", nxt.reason, run_id=holder.run_id)
-            self.report.record(entry.name, "deferred", nxt.reason, run_id=holder.run_id, nxt=nxt)
+            self.report.record(
+                entry.name, DecisionKind.DEFERRED, nxt.reason, run_id=holder.run_id, nxt=nxt
+            )
         self._apply(entry, nxt)
 
     def _failed(self, entry: Entry, why: str) -> None:
@@ -314,7 +320,7 @@ class Daemon:
             interval_s=nxt.interval_s,
             **nxt.detail,
         )
-        kind = "scheduled" if nxt.kind == "resumed" else nxt.kind
+        kind = DecisionKind.SCHEDULED if nxt.kind == RESUMED else nxt.kind
         self.report.record(entry.name, kind, nxt.reason, run_id=nxt.run_id, nxt=nxt)
         self._apply(entry, nxt)
 
@@ -362,7 +368,7 @@ class Daemon:
             return
         text, detail = training_result(code, out, spec.log_file)
         self.report.say(entry.name, "retrained", text, **detail)
-        self.report.record(entry.name, "retrained", text, detail=detail)
+        self.report.record(entry.name, DecisionKind.RETRAINED, text, detail=detail)
         if code != 0:
             self.report.alert(entry.pipeline, "retrain_failed", text)
 

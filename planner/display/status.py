@@ -34,12 +34,19 @@ def print_status(url: str, rows: list[dict[str, Any]], now: datetime) -> None:
                 escape(_leader(row["leader"])),
                 _state(row),
                 _last_run(row["last_run"]),
-                escape(when(row["next_start"], now)),
+                escape(_next(row, now)),
                 escape(_why(row)),
             )
         console.print(table)
     if not scheduled:
         console.print(escape(f"no daemon has scheduled anything in {url}: {_HINT}"))
+
+
+def _next(row: dict[str, Any], now: datetime) -> str:
+    """When the leader starts it next; nothing starts it while no daemon leads it."""
+    if row["next_start"] and not (row["leader"] and row["leader"]["alive"]):
+        return f"none: no daemon leads it (was {when(row['next_start'], now)})"
+    return when(row["next_start"], now)
 
 
 def when(iso: str | None, now: datetime) -> str:

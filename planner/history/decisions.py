@@ -97,9 +97,10 @@ class DecisionLog:
             return [_record(row) for row in conn.execute(query)]
 
     def last_decisions(
-        self, pipelines: Sequence[str] | None, kind: str | None = None
+        self, pipelines: Sequence[str] | None, kind: str | Collection[str] | None = None
     ) -> dict[str, DecisionRecord]:
-        """Pipeline -> its newest decision of ``kind`` (None: of any kind), for
+        """Pipeline -> its newest decision of ``kind`` (or of any of several kinds; None:
+        of any kind), for
         ``pipelines`` (None: every pipeline with one); a pipeline without one is left
         out. One query (per 500 pipelines)."""
         if pipelines is None:
@@ -115,7 +116,7 @@ class DecisionLog:
         return dict(sorted(found.items()))
 
 
-def _newest(pipelines: list[str] | None, kind: str | None) -> Any:
+def _newest(pipelines: list[str] | None, kind: str | Collection[str] | None) -> Any:
     """The newest decision per pipeline (of ``kind``), by a window over (at, id)."""
     rank = (
         func.row_number()
@@ -128,8 +129,10 @@ def _newest(pipelines: list[str] | None, kind: str | None) -> Any:
     inner = select(*decisions.c, rank)
     if pipelines is not None:
         inner = inner.where(decisions.c.pipeline.in_(pipelines))
-    if kind is not None:
+    if isinstance(kind, str):
         inner = inner.where(decisions.c.kind == str(kind))
+    elif kind is not None:
+        inner = inner.where(decisions.c.kind.in_([str(k) for k in kind]))
     ranked = inner.subquery()
     columns = [ranked.c[column.name] for column in decisions.c]
     return select(*columns).where(ranked.c.rank == 1)

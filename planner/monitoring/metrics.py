@@ -51,6 +51,7 @@ from planner.clock import SYSTEM_CLOCK, Clock
 from planner.errors import PlannerError, UsageError
 from planner.history.stats import Buckets
 from planner.monitoring.drift import prediction_quality
+from planner.status import NEXT_START_KINDS
 
 if TYPE_CHECKING:
     import threading
@@ -78,7 +79,6 @@ WINDOW = timedelta(days=7)
 #: The last runs with a stored plan that judge the predictions.
 QUALITY_RUNS = 10
 #: The kind of the decisions that carry a pipeline's next start (see planner/service/status.py).
-_SCHEDULED = "scheduled"
 
 
 class HistoryCollector(Collector):
@@ -194,7 +194,7 @@ class HistoryCollector(Collector):
             "1 for the scheduler daemon that leads the pipeline (its row not expired)",
             labels=["pipeline", "host", "owner"],
         )
-        for name, decision in self.store.last_decisions(self.pipelines, _SCHEDULED).items():
+        for name, decision in self.store.last_decisions(self.pipelines, NEXT_START_KINDS).items():
             if decision.next_start is not None:
                 next_start.add_metric([name], decision.next_start.timestamp())
         for name, holder in self.store.leaders(self.pipelines).items():

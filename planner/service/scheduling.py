@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from planner import defaults
+from planner.status import DecisionKind
 from planner.units import format_duration
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from planner.service.instance import Instance
 
 __all__ = [
+    "RESUMED",
     "NextStart",
     "active_run",
     "decide_after",
@@ -40,6 +42,11 @@ __all__ = [
     "refused",
     "resume",
 ]
+
+
+#: The kind of a :class:`NextStart` taken from a stored decision (stored again as
+#: ``scheduled``).
+RESUMED = "resumed"
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ class NextStart:
 
     at: datetime | None
     reason: str
-    kind: str = "scheduled"
+    kind: str = DecisionKind.SCHEDULED
     interval_s: float | None = None
     run_id: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
@@ -125,7 +132,7 @@ def resume(
     store = instance.store
     runs = store.list_runs(pipeline.name, limit=1)
     last = runs[0] if runs else None
-    stored = store.last_decisions([pipeline.name], "scheduled").get(pipeline.name)
+    stored = store.last_decisions([pipeline.name], DecisionKind.SCHEDULED).get(pipeline.name)
     if stored is not None and stored.next_start is not None and last is not None:
         ended = last.finished_at or last.started_at
         if stored.at >= ended and stored.detail.get("after_run") == last.run_id:
@@ -134,7 +141,7 @@ def resume(
             return NextStart(
                 at,
                 f"{stored.reason} (decided {stored.at:%Y-%m-%d %H:%M:%S}Z{late})",
-                kind="resumed",
+                kind=RESUMED,
                 interval_s=stored.interval_s,
                 detail=dict(stored.detail),
             )
@@ -166,7 +173,7 @@ def deferred(pipeline: Pipeline, holder: LeaseHolder, *, now: datetime) -> NextS
         f"run {holder.run_id} is active ({who}, lease until "
         f"{holder.expires_at:%H:%M:%S}Z): start deferred, looking again in "
         f"{format_duration(poll)}",
-        kind="deferred",
+        kind=DecisionKind.DEFERRED,
         interval_s=poll,
         run_id=holder.run_id,
         detail={"holder_host": holder.host, "holder_pid": holder.pid},
@@ -180,7 +187,7 @@ def refused(pipeline: Pipeline, why: str, *, now: datetime) -> NextStart:
     return NextStart(
         now + timedelta(seconds=retry),
         f"{why}; trying again in {format_duration(retry)}",
-        kind="refused",
+        kind=DecisionKind.REFUSED,
         interval_s=retry,
     )
 

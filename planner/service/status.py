@@ -32,15 +32,12 @@ from typing import TYPE_CHECKING, Any
 
 from planner.clock import ensure_utc
 from planner.service.views import run_summary
+from planner.status import NEXT_START_KINDS, DecisionKind
 
 if TYPE_CHECKING:
     from planner.history import DecisionRecord, HistoryStore, LeaseHolder, RunRecord
 
-__all__ = ["DEFERRED", "SCHEDULED", "pipeline_status"]
-
-#: The decision kinds the status reads (the daemon records these, among others).
-SCHEDULED = "scheduled"
-DEFERRED = "deferred"
+__all__ = ["pipeline_status"]
 
 _RUN_FIELDS = (
     "run_id",
@@ -69,7 +66,7 @@ def pipeline_status(
         newest = store.last_decisions(names)
     if not names:
         return []
-    scheduled = store.last_decisions(names, SCHEDULED)
+    scheduled = store.last_decisions(names, NEXT_START_KINDS)
     recent = {name: store.list_runs(name, limit=2) for name in names}
     active = {name: _active_run(store, runs, now) for name, runs in recent.items()}
     last = {
@@ -84,7 +81,7 @@ def pipeline_status(
             {
                 "pipeline": name,
                 "leader": _leader(leaders.get(name), now),
-                "state": _state(active[name], newest.get(name)),
+                "state": _state(store, active[name], newest.get(name)),
                 "run_id": active[name],
                 "last_run": _last_run(run, predictions.get(run.run_id)) if run else None,
                 **_next(scheduled.get(name)),
@@ -106,10 +103,17 @@ def _active_run(store: HistoryStore, runs: Sequence[RunRecord], now: datetime) -
     return runs[0].run_id
 
 
-def _state(active: str | None, newest: DecisionRecord | None) -> str:
+def _state(store: HistoryStore, active: str | None, newest: DecisionRecord | None) -> str:
     if active is not None:
         return "running"
-    if newest is not None and newest.kind == DEFERRED:
+    if (
+        newest is not None
+        and newest.kind == DecisionKind.STARTED
+        and newest.run_id is not None
+        and store.get_run(newest.run_id) is None
+    ):
+        return "starting"  # the daemon started planner run; its run row comes next
+    if newest is not None and newest.kind == DecisionKind.DEFERRED:
         return "deferred"
     return "idle"
 

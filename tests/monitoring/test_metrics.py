@@ -101,7 +101,7 @@ def test_metrics_of_real_runs_over_http(
         "metered", "scheduled", now - timedelta(hours=1), "old", next_start=nine
     )
     history.record_decision("metered", "scheduled", now, "every hour", next_start=ten)
-    history.record_decision("metered", "deferred", now, "busy", next_start=nine)  # not a plan
+    history.record_decision("metered", "finished", now, "run r ended")  # no next start
     history.record_decision("unplanned", "deferred", now, "busy", next_start=nine)
     leader = LeaseOwner("daemon-1", "host-a", 4242)
     assert history.acquire_leader("metered", leader, 3600, now).acquired
@@ -157,11 +157,15 @@ def test_metrics_of_real_runs_over_http(
     assert mdape == {("pipeline=metered",): pytest.approx(quality.mdape)}
     assert coverage == {("pipeline=metered",): pytest.approx(quality.coverage)}
 
-    # the scheduler: the newest "scheduled" decision's next start; the unexpired leader
+    # the scheduler: the newest decision that sets a next start (scheduled, deferred,
+    # refused); the unexpired leader
     starts = _values(
         families["planner_next_start_timestamp_seconds"], "planner_next_start_timestamp_seconds"
     )
-    assert starts == {("pipeline=metered",): ten.timestamp()}
+    assert starts == {
+        ("pipeline=metered",): ten.timestamp(),
+        ("pipeline=unplanned",): nine.timestamp(),
+    }
     assert ten.timestamp() == 1893578400.5
     leaders = _values(families["planner_leader"], "planner_leader")
     assert leaders == {("host=host-a", "owner=daemon-1", "pipeline=metered"): 1.0}

@@ -132,7 +132,7 @@ def test_deferred_only_while_it_is_the_newest_decision(store: HistoryStore) -> N
     (doc,) = pipeline_status(store, ["etl"], T0)
     assert doc["state"] == "deferred" and doc["last_run"] is None
     assert doc["last_decision"]["reason"] == "run r1 is active"
-    assert doc["next_start"] is None  # a deferral is not a scheduled start
+    assert doc["next_start"] == T0.isoformat()  # when the daemon looks again
     store.record_decision("etl", "scheduled", T0 + timedelta(seconds=1), "next", next_start=T0)
     (doc,) = pipeline_status(store, ["etl"], T0)
     assert doc["state"] == "idle" and doc["next_reason"] == "next"
