@@ -166,15 +166,18 @@ def training_result(code: int, out: Path, log_file: Path) -> tuple[str, dict[str
         return f"retraining wrote no readable result ({exc})", {"exit_code": code}
     serving = doc.get("serving") or {}
     method = serving.get("method", "?")
+    rows = doc.get("rows") or {}
+    total = (rows.get("train") or 0) + (rows.get("test") or 0)
     detail = {
         "exit_code": code,
         "model_id": doc.get("model_id"),
         "serving": method,
-        "rows_train": (doc.get("rows") or {}).get("train"),
+        "rows": total,
+        "rows_test": rows.get("test"),
     }
     text = (
-        f"retrained on {detail['rows_train']} attempts: model {doc.get('model_id')}; serving "
-        f"{method} ({serving.get('reason', 'no reason given')})"
+        f"retrained on {total} attempts (judged on the latest {rows.get('test', 0)}): model "
+        f"{doc.get('model_id')}; serving {method} ({serving.get('reason', 'no reason given')})"
     )
     return text, detail
 

@@ -97,7 +97,7 @@ class FakeRuns:
 
     def start_training(self, spec: TrainSpec) -> FinishedChild:
         spec.output_file.parent.mkdir(parents=True, exist_ok=True)
-        spec.output_file.write_text('{"model_id": "m1", "rows": {"train": 5}}')
+        spec.output_file.write_text('{"model_id": "m1", "rows": {"train": 4, "test": 1}}')
         return FinishedChild(0)
 
 

@@ -27,6 +27,21 @@ def test_service_layer_imports_without_the_command_line() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_the_daemon_imports_without_the_command_line_and_its_display() -> None:
+    code = (
+        "import sys\n"
+        "import planner.daemon, planner.daemon.core, planner.daemon.main, planner.daemon.timer\n"
+        "import planner.service.scheduling, planner.service.status\n"
+        "bad = [m for m in sys.modules if m.startswith(('planner.commands', 'planner.display'))"
+        " or m == 'planner.cli']\n"
+        "assert not bad, bad\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_runs_without_history_creates_nothing(tmp_path: Path) -> None:
     env_free = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     for extra in ([], ["--json"]):
