@@ -199,13 +199,17 @@ class Daemon:
             )
         code = self._wait(child)
         with entry.lock:
-            entry.child = None
-            if code is None:  # leaving: the run goes on under its own lease
-                return
             try:
-                self._ended(entry, run_id, code, log_file)
-            except Exception as exc:
-                self._failed(entry, f"after run {run_id}: {one_line(exc)}")
+                if code is None:  # leaving: the run goes on under its own lease
+                    return
+                try:
+                    self._ended(entry, run_id, code, log_file)
+                except Exception as exc:
+                    self._failed(entry, f"after run {run_id}: {one_line(exc)}")
+            finally:
+                # only now: running() (what a stop waits for) covers the decision after
+                # the run, so that it is never taken after the leadership is released
+                entry.child = None
 
     def _wait(self, child: Child) -> int | None:
         """The child's exit code; ``None`` when the daemon leaves before it ends."""
@@ -311,7 +315,10 @@ class Daemon:
         when = "none: runs start only when asked"
         if nxt.at is not None:
             wait = (nxt.at - self.instance.clock.now()).total_seconds()
-            when = f"{nxt.at:%Y-%m-%d %H:%M:%S}Z (in {format_duration(max(0.0, wait))})"
+            soon = "due now" if wait < 0.5 else f"in {format_duration(wait)}"
+            when = f"{nxt.at:%Y-%m-%d %H:%M:%S}Z ({soon})"
+        if nxt.kind == RESUMED:
+            when += f" as decided at {str(nxt.detail.get('decided_at', '?'))[:19]}Z"
         self.report.say(
             entry.name,
             nxt.kind,

@@ -94,7 +94,7 @@ def decide_after(
 
             at = next_cron_time(schedule.cron, now - timedelta(seconds=1), schedule.timezone)
             return NextStart(at, f"first run: the next time of cron {schedule.cron!r}")
-        return NextStart(now, "first run: no run of this pipeline in the history, so due now")
+        return NextStart(now, "first run: no run of this pipeline in the history")
     from planner.service.planning import PlanRequest, make_plan
 
     plan = make_plan(
@@ -135,15 +135,20 @@ def resume(
     stored = store.last_decisions([pipeline.name], DecisionKind.SCHEDULED).get(pipeline.name)
     if stored is not None and stored.next_start is not None and last is not None:
         ended = last.finished_at or last.started_at
-        if stored.at >= ended and stored.detail.get("after_run") == last.run_id:
-            at = max(stored.next_start, now)
-            late = "" if at == stored.next_start else ", overdue so due now"
+        missed = (now - stored.next_start).total_seconds() > misfire_grace_s
+        fixed_missed = pipeline.schedule.policy == "fixed" and missed  # cron skips those
+        if (
+            stored.at >= ended
+            and stored.detail.get("after_run") == last.run_id
+            and not fixed_missed
+        ):
+            # the same decision goes on: its reason unchanged, when it was first made kept
             return NextStart(
-                at,
-                f"{stored.reason} (decided {stored.at:%Y-%m-%d %H:%M:%S}Z{late})",
+                max(stored.next_start, now),
+                stored.reason,
                 kind=RESUMED,
                 interval_s=stored.interval_s,
-                detail=dict(stored.detail),
+                detail={"decided_at": stored.at.isoformat(), **stored.detail},
             )
     return decide_after(instance, pipeline, last, now=now, misfire_grace_s=misfire_grace_s)
 

@@ -110,7 +110,10 @@ def test_a_restarted_daemon_goes_on_from_the_stored_decision(tmp_path, rig) -> N
     assert again.entries["grow"].leader
     assert timer.at["grow"] == stored.next_start  # not now, not lost
     assert "took over" in r.out.getvalue()
-    assert "decided" in r.out.getvalue().splitlines()[-1]
+    assert "as decided at" in r.out.getvalue().splitlines()[-1]
+    again.tick()  # a second takeover: the stored reason does not grow
+    newest = r.decisions("scheduled")[-1]
+    assert newest.reason == stored.reason
 
 
 def test_one_leader_per_pipeline_and_takeover_after_expiry(tmp_path, rig) -> None:
