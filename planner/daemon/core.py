@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,7 +112,12 @@ class Daemon:
             self.report.say(entry.name, "leader", text, owner=self.owner.owner_id)
             self.report.record(entry.name, DecisionKind.LEADER, text)
             if entry.child is None:
-                self._decide(entry, self._resume(entry))
+                # decided on a worker (planning takes a moment; heartbeats must not wait)
+                from planner.service.scheduling import NextStart
+
+                entry.resume_pending = True
+                why = "just took it over: the next start is decided from the history"
+                self._apply(entry, NextStart(now, why))
 
     def _expire_if_stale(self, entry: Entry) -> None:
         """Without a heartbeat for a whole lifetime another daemon may lead: stand down."""
@@ -162,12 +168,15 @@ class Daemon:
                 if holder is not None:
                     self._defer(entry, holder)
                     return
-                if entry.deferred_by is not None:  # the run we waited for is over
-                    entry.deferred_by = None
+                if entry.resume_pending or entry.deferred_by is not None:
+                    # just led, or the run we waited for is over: go on from the history
+                    entry.resume_pending, entry.deferred_by = False, None
                     nxt = self._resume(entry)
-                    if nxt.at is None or nxt.at > self.instance.clock.now():
+                    soon = self.instance.clock.now() + timedelta(seconds=0.5)
+                    if nxt.at is None or nxt.at > soon:
                         self._decide(entry, nxt)
                         return
+                    self._say_decision(entry, nxt)  # due now: said, stored, started below
             except Exception as exc:
                 self._failed(entry, f"could not read the history: {one_line(exc)}")
                 return
@@ -312,6 +321,11 @@ class Daemon:
 
     def _decide(self, entry: Entry, nxt: NextStart) -> None:
         """Log, store and apply a decision about the next start."""
+        self._say_decision(entry, nxt)
+        self._apply(entry, nxt)
+
+    def _say_decision(self, entry: Entry, nxt: NextStart) -> None:
+        """Log and store a decision about the next start."""
         when = "none: runs start only when asked"
         if nxt.at is not None:
             wait = (nxt.at - self.instance.clock.now()).total_seconds()
@@ -329,7 +343,6 @@ class Daemon:
         )
         kind = DecisionKind.SCHEDULED if nxt.kind == RESUMED else nxt.kind
         self.report.record(entry.name, kind, nxt.reason, run_id=nxt.run_id, nxt=nxt)
-        self._apply(entry, nxt)
 
     def _apply(self, entry: Entry, nxt: NextStart) -> None:
         entry.next, entry.decided_at = nxt, self.instance.clock.now()
@@ -384,35 +397,53 @@ class Daemon:
     def reload(self) -> None:
         """Read every pipeline file again; one that no longer validates is reported and
         its loaded version kept."""
+        for entry in list(self.entries.values()):
+            try:
+                self._reload(entry)
+            except Exception as exc:  # the history or the state dir: said, never fatal
+                self.report.say(entry.name, "error", f"reload: {one_line(exc)}")
+
+    def _reload(self, entry: Entry) -> None:
         from planner.config import check_pipeline_file
 
-        for entry in list(self.entries.values()):
-            pipeline, issues = check_pipeline_file(entry.file)
-            if pipeline is None or issues:
-                first = str(ConfigError(str(entry.file), issues)).splitlines()[0]
-                self.report.say(
-                    entry.name,
-                    "reload",
-                    f"{first} ({len(issues)} problem(s)): keeping the version loaded at "
-                    f"{entry.loaded_at:%Y-%m-%d %H:%M:%S}Z",
+        pipeline, issues = check_pipeline_file(entry.file)
+        if pipeline is None or issues:
+            first = str(ConfigError(str(entry.file), issues)).splitlines()[0]
+            self.report.say(
+                entry.name,
+                "reload",
+                f"{first} ({len(issues)} problem(s)): keeping the version loaded at "
+                f"{entry.loaded_at:%Y-%m-%d %H:%M:%S}Z",
+            )
+            return
+        if pipeline.name != entry.name:
+            self.report.say(
+                entry.name,
+                "reload",
+                f"{entry.file}: the name changed to {pipeline.name!r}: restart the daemon "
+                "to serve it; keeping the loaded version",
+            )
+            return
+        with entry.lock:
+            changed = pipeline != entry.pipeline
+            entry.pipeline, entry.loaded_at = pipeline, self.instance.clock.now()
+            entry.copy = save_copy(entry)
+            said = "reloaded" if changed else "reloaded (unchanged)"
+            self.report.say(entry.name, "reload", said)
+            if changed and entry.leader and entry.child is None:
+                # decided anew under the new file: resume() would give back the
+                # decision stored under the old one (its cadence, its next start)
+                from planner.service.scheduling import decide_after
+
+                runs = self.instance.store.list_runs(entry.name, limit=1)
+                nxt = decide_after(
+                    self.instance,
+                    pipeline,
+                    runs[0] if runs else None,
+                    now=self.instance.clock.now(),
+                    misfire_grace_s=self.settings.misfire_grace_s,
                 )
-                continue
-            if pipeline.name != entry.name:
-                self.report.say(
-                    entry.name,
-                    "reload",
-                    f"{entry.file}: the name changed to {pipeline.name!r}: restart the daemon "
-                    "to serve it; keeping the loaded version",
-                )
-                continue
-            with entry.lock:
-                changed = pipeline != entry.pipeline
-                entry.pipeline, entry.loaded_at = pipeline, self.instance.clock.now()
-                entry.copy = save_copy(entry)
-                said = "reloaded" if changed else "reloaded (unchanged)"
-                self.report.say(entry.name, "reload", said)
-                if changed and entry.leader and entry.child is None:
-                    self._decide(entry, self._resume(entry))
+                self._decide(entry, nxt)
 
     def stop(self) -> None:
         """Start nothing more (running runs go on)."""

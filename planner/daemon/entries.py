@@ -66,6 +66,7 @@ class Entry:
     decided_at: datetime | None = None  # when ``next`` was decided
     began_at: datetime | None = None  # when a due start was last handled
     deferred_by: str | None = None
+    resume_pending: bool = False  # just led: the next start is still to be decided
     #: held while a start of this pipeline is handled or decided (not by heartbeats)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 

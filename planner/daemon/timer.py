@@ -186,6 +186,8 @@ class Timer:
 
     def _event(self, event: JobEvent) -> None:
         # Runs in whichever thread APScheduler dispatches from: it only reports.
+        if event.job_id == "control:tick" and event.code == EVENT_JOB_MAX_INSTANCES:
+            return  # a slow tick: the next one comes anyway
         if self._on_error is not None:
             what = (
                 "skipped: the previous one is still running"

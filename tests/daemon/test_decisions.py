@@ -108,7 +108,10 @@ def test_a_restarted_daemon_goes_on_from_the_stored_decision(tmp_path, rig) -> N
     again.timer = timer
     again.tick()
     assert again.entries["grow"].leader
+    assert timer.at["grow"] == r.clock.now()  # decided on a worker, at once
+    again.due("grow")
     assert timer.at["grow"] == stored.next_start  # not now, not lost
+    assert len(r.runs.started) == 2  # nothing started by the takeover
     assert "took over" in r.out.getvalue()
     assert "as decided at" in r.out.getvalue().splitlines()[-1]
     again.tick()  # a second takeover: the stored reason does not grow
