@@ -2,15 +2,14 @@
 
 The demo is a sequence of stages, each a function of a :class:`DemoContext`, all through
 the service layer: the first writes a derived copy of ``data/examples/demo/demo.yaml``
-into the state dir (absolute job paths, this Python, the state dir itself) and runs it
-several times with varied quantities, each run by its plan; the second trains on what
-was recorded and plans the next run.
+into the state dir and runs it several times with varied quantities, each run by its plan
+(:mod:`planner.service.demo`, which the analysts' notebooks use too); the second trains on
+what was recorded and plans the next run.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,15 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planner.commands.common import add_json_option, print_json
-from planner.errors import InputFileError
 
 if TYPE_CHECKING:
     from planner.config import Pipeline
 
-__all__ = ["DEMO_SCALES", "STAGES", "DemoContext", "demo_source", "register", "run_demo"]
+__all__ = ["DEMO_RUNS", "STAGES", "DemoContext", "register", "run_demo"]
 
-#: Quantity multipliers of the demo's runs, in order.
-DEMO_SCALES = (0.4, 0.8, 1.2, 0.6, 1.6, 1.0)
+#: How many runs by default: one per quantity scale of the demo
+#: (``planner.service.demo.DEMO_SCALES``, not imported here: ``planner --help`` stays cheap;
+#: a test keeps the two equal).
+DEMO_RUNS = 6
 
 
 def register(sub: Any) -> None:
@@ -46,9 +46,9 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--runs",
         type=int,
-        default=len(DEMO_SCALES),
+        default=DEMO_RUNS,
         metavar="N",
-        help=f"how many runs ({len(DEMO_SCALES)})",
+        help=f"how many runs ({DEMO_RUNS})",
     )
     add_json_option(parser)
     parser.set_defaults(handler=handle)
@@ -59,7 +59,7 @@ class DemoContext:
     """What the stages share: where things are, what was done, and how to report it."""
 
     state_dir: Path
-    runs: int = len(DEMO_SCALES)
+    runs: int = DEMO_RUNS
     quiet: bool = False
     pipeline_file: Path | None = None
     pipeline: Pipeline | None = None
@@ -74,94 +74,30 @@ class DemoContext:
 Stage = Callable[[DemoContext], None]
 
 
-def demo_source() -> Path:
-    """``data/examples/demo/demo.yaml`` of this checkout."""
-    path = Path(__file__).resolve().parents[2] / "data" / "examples" / "demo" / "demo.yaml"
-    if not path.is_file():
-        raise InputFileError(str(path), "the demo pipeline is missing (run from a checkout)")
-    return path
-
-
-def write_demo_pipeline(state_dir: Path) -> Path:
-    """The demo pipeline adapted to ``state_dir``: absolute job paths, this Python."""
-    import yaml
-
-    from planner.config.loader import read_raw
-
-    source = demo_source()
-    raw = read_raw(source)
-    raw["state_dir"] = str(state_dir)
-    work = str(state_dir / "work")
-    for step in raw["steps"]:
-        command = list(step["command"])
-        if command and command[0] == "python":
-            command[0] = sys.executable
-        command = [
-            str(source.parent / part) if part.startswith("jobs/") else part for part in command
-        ]
-        step["command"] = command
-        step["env"] = {**step.get("env", {}), "DEMO_WORK_DIR": work}
-    target = state_dir / "demo.yaml"
-    header = f"# Written by `planner demo` from {source}; edit that file instead.\n"
-    target.write_text(header + yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return target
-
-
-def scaled(pipeline: Pipeline, factor: float) -> Pipeline:
-    """``pipeline`` with every step's quantity multiplied by ``factor`` (at least 1)."""
-    steps = tuple(
-        s.model_copy(update={"quantity": max(1, round(s.quantity * factor))})
-        if s.per_account
-        else s
-        for s in pipeline.steps
-    )
-    return pipeline.model_copy(update={"steps": steps})
-
-
 def stage_history(ctx: DemoContext) -> None:
     """Run the demo pipeline ``ctx.runs`` times with varied quantities, each by its plan."""
-    from planner.config import load_pipeline
-    from planner.execution import RunRequest, handle_signals
-    from planner.service import Instance
-    from planner.service.running import prepare_run
-    from planner.service.views import run_summary
+    from planner.service.demo import DemoRun, demo_pipeline, run_demo_history
     from planner.units import format_duration
 
-    ctx.state_dir.mkdir(parents=True, exist_ok=True)
-    ctx.pipeline_file = write_demo_pipeline(ctx.state_dir)
-    ctx.pipeline = load_pipeline(ctx.pipeline_file)
+    ctx.pipeline_file, ctx.pipeline = demo_pipeline(ctx.state_dir)
     n_tasks = ctx.pipeline.tasks_per_run()
     ctx.say(
         f"demo: running {ctx.pipeline_file} {ctx.runs} times ({n_tasks} tasks each: "
         "generate, gzip, hash, parse and sort CSV data per account)"
     )
-    summaries = []
-    with Instance.for_pipeline(ctx.pipeline) as instance:
-        store = instance.store
-        ctx.db_url = store.url
-        for number in range(ctx.runs):
-            factor = DEMO_SCALES[number % len(DEMO_SCALES)]
-            session = prepare_run(instance, scaled(ctx.pipeline, factor), RunRequest())
-            with handle_signals(session.runner):
-                outcome = session.execute()
-            result = outcome.result
-            record = store.get_run(result.run_id)
-            assert record is not None
-            plan = outcome.plan
-            summary = run_summary(record, result.counts, (plan.run.predicted_s, plan.run.bound_s))
-            retries = sum(1 for a in store.attempts_for_run(result.run_id) if a.attempt > 1)
-            summary["quantity_scale"] = factor
-            summary["retries"] = retries
-            summaries.append(summary)
-            ctx.say(
-                f"  run {number + 1}/{ctx.runs} {result.run_id}: quantity x{factor}, "
-                f"{result.status} in {format_duration(summary['duration_s'] or 0.0)} "
-                f"(predicted {format_duration(plan.run.predicted_s)}, "
-                f"concurrency {result.concurrency}, "
-                f"{retries} retried attempt(s))"
-            )
-            if result.status == "cancelled":
-                break
+
+    def report(run: DemoRun) -> None:
+        result, plan, summary = run.outcome.result, run.outcome.plan, run.summary
+        ctx.say(
+            f"  run {run.number}/{ctx.runs} {result.run_id}: quantity x{run.factor}, "
+            f"{result.status} in {format_duration(summary['duration_s'] or 0.0)} "
+            f"(predicted {format_duration(plan.run.predicted_s)}, "
+            f"concurrency {result.concurrency}, "
+            f"{summary['retries']} retried attempt(s))"
+        )
+
+    ctx.db_url, done = run_demo_history(ctx.pipeline, ctx.runs, on_run=report)
+    summaries = [run.summary for run in done]
     ctx.document["runs"] = summaries
     ctx.document["history"] = ctx.db_url
     ctx.document["pipeline"] = str(ctx.pipeline_file)

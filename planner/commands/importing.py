@@ -1,4 +1,5 @@
-"""``planner import swf|csv|sacct FILE``: history from elsewhere.
+"""``planner import swf|csv|sacct FILE``: history from elsewhere
+(:func:`planner.service.importing.import_history`).
 
 Each parses the whole file first (a bad mapping or a missing column stops with exit 2
 before the database is touched), then writes every valid row in one transaction;
@@ -14,10 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from planner.commands.common import add_db_option, add_json_option, print_json
-from planner.errors import InputFileError
 
 if TYPE_CHECKING:
-    from planner.learning.importers.common import ImportSummary, ParsedImport
+    from planner.learning.importers.common import ImportSummary
 
 __all__ = ["register"]
 
@@ -102,45 +102,26 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def handle_swf(args: argparse.Namespace) -> int:
-    from planner.learning.importers.swf import parse_swf
-
-    parsed = parse_swf(args.file)
-    return _store_and_report(args, parsed, f"swf:{args.file.name}")
+    return _import_and_report(args, "swf")
 
 
 def handle_csv(args: argparse.Namespace) -> int:
-    from planner.learning.importers.table import parse_csv, parse_mapping
-
-    mapping = parse_mapping(args.map)
-    parsed = parse_csv(args.file, mapping, time_format=args.time_format, timezone=args.timezone)
-    return _store_and_report(args, parsed, f"csv:{args.file.name}")
+    return _import_and_report(
+        args, "csv", mapping=args.map, time_format=args.time_format, timezone=args.timezone
+    )
 
 
 def handle_sacct(args: argparse.Namespace) -> int:
-    from planner.learning.importers.sacct import SACCT_SOURCE, parse_sacct
-
-    parsed = parse_sacct(args.file, timezone=args.timezone)
-    return _store_and_report(args, parsed, SACCT_SOURCE)
+    return _import_and_report(args, "sacct", timezone=args.timezone)
 
 
-def _store_and_report(args: argparse.Namespace, parsed: ParsedImport, source: str) -> int:
-    from planner.history import HistoryStore, history_url
-    from planner.learning.importers.common import (
-        default_pipeline_name,
-        import_parsed,
-        nothing_valid,
+def _import_and_report(args: argparse.Namespace, kind: str, **options: Any) -> int:
+    from planner.history import history_url
+    from planner.service.importing import import_history
+
+    summary = import_history(
+        history_url(args.db), args.file, kind, pipeline=args.pipeline, **options
     )
-
-    if parsed.frame.empty:
-        raise InputFileError(str(args.file), nothing_valid(parsed))
-    pipeline = args.pipeline or default_pipeline_name(args.file)
-    store = HistoryStore(history_url(args.db))
-    try:
-        summary = import_parsed(
-            store, parsed, pipeline=pipeline, source=source, file=str(args.file)
-        )
-    finally:
-        store.close()
     if args.json:
         print_json(summary.as_json())
     else:

@@ -40,7 +40,9 @@ __all__ = [
     "METHODS",
     "MIN_MODEL_ROWS",
     "Evaluation",
+    "HoldoutSplit",
     "evaluate",
+    "holdout_features",
     "holdout_split",
     "metrics",
     "online_bounds",
@@ -104,6 +106,40 @@ def holdout_split(frame: pd.DataFrame, holdout: float) -> tuple[np.ndarray, np.n
     finished = to_seconds(frame["finished_at"])
     train = ~test & (finished < split_t)
     return train, test
+
+
+@dataclass(frozen=True)
+class HoldoutSplit:
+    """The scored attempts of a frame split for a holdout, with their features.
+
+    ``data``: the scored attempts by start time (index reset); ``features``: their
+    leak-free features, with the growth of durations fitted on the training part only;
+    ``train`` and ``test``: the masks of :func:`holdout_split` over those rows."""
+
+    data: pd.DataFrame
+    features: pd.DataFrame
+    train: np.ndarray
+    test: np.ndarray
+
+    @property
+    def actual(self) -> np.ndarray:
+        """The durations of the rows, in seconds."""
+        return np.asarray(self.data["duration_s"].to_numpy(dtype="float64"))
+
+
+def holdout_features(frame: pd.DataFrame, holdout: float) -> HoldoutSplit:
+    """The rows, masks and features :func:`evaluate` fits on and scores (also for the
+    analysis of a holdout, e.g. permutation importance on its test part)."""
+    data = scored_attempts(frame)
+    train, test = holdout_split(data.reset_index(drop=True), holdout)
+    growth = fit_growth(data.loc[data.index[train]])
+    features = attempt_features(frame, growth).loc[data.index]
+    return HoldoutSplit(
+        data=data.reset_index(drop=True),
+        features=features.reset_index(drop=True),
+        train=train,
+        test=test,
+    )
 
 
 def online_bounds(
@@ -214,13 +250,9 @@ def evaluate(
     ``min_model_rows`` attempts.
     """
     del features
-    data = scored_attempts(frame)
-    train, test = holdout_split(data.reset_index(drop=True), holdout)
-    growth = fit_growth(data.loc[data.index[train]])
-    features = attempt_features(frame, growth).loc[data.index]
-    data = data.reset_index(drop=True)
-    features = features.reset_index(drop=True)
-    y = data["duration_s"].to_numpy(dtype="float64")
+    split = holdout_features(frame, holdout)
+    data, features, train, test = split.data, split.features, split.train, split.test
+    y = split.actual
     X_train, y_train = features.loc[train], y[train]
     test_rows = data.loc[test]
     if not train.any() or not test.any():

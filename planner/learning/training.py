@@ -57,6 +57,7 @@ __all__ = [
     "Serving",
     "TrainingResult",
     "bound_warning",
+    "holdout_evaluation",
     "judge",
     "model_not_worse",
     "train_pipeline",
@@ -311,6 +312,35 @@ def _compare(
     return False, f"current model {current} is better {detail}: kept current"
 
 
+def holdout_evaluation(
+    frame: pd.DataFrame,
+    *,
+    holdout: float = 0.3,
+    quantile: float = 0.95,
+    min_model_rows: int = MIN_MODEL_ROWS,
+    model_params: Mapping[str, Any] | None = None,
+) -> Evaluation:
+    """Step 1 of :func:`train_pipeline`: the model against the baselines on the last
+    ``holdout`` of ``frame``'s attempts (:func:`~planner.learning.evaluation.evaluate`).
+
+    The holdout judges the kind of model that would serve: boosted when ``frame`` has at
+    least ``min_model_rows`` scored attempts, even when its training part has fewer.
+    Raises ``ValueError`` when there are too few attempts for a past and a test part."""
+    params = dict(model_params or {})
+
+    def make(hgb: bool) -> DurationModel:
+        return DurationModel(**{"quantile": quantile, "use_hgb": hgb, **params})
+
+    return evaluate(
+        frame,
+        holdout=holdout,
+        quantile=quantile,
+        min_model_rows=min_model_rows,
+        make_model=make,
+        use_hgb=len(scored_attempts(frame)) >= min_model_rows,
+    )
+
+
 def train_pipeline(
     frame: pd.DataFrame,
     *,
@@ -343,19 +373,15 @@ def train_pipeline(
         settings = {"quantile": quantile, "use_hgb": hgb, **params, **overrides}
         return DurationModel(**settings)
 
-    # the holdout judges the kind of model that would serve (boosted from
-    # ``min_model_rows`` finished attempts), even when its training part has fewer
     use_hgb = len(data) >= min_model_rows
     ev: Evaluation | None = None
     try:
-        ev = evaluate(
+        ev = holdout_evaluation(
             frame,
             holdout=holdout,
             quantile=quantile,
             min_model_rows=min_model_rows,
-            make_model=make,
-            features=features_all,
-            use_hgb=use_hgb,
+            model_params=params,
         )
         messages.append(
             f"holdout bounds: adaptive conformal level clamped {ev.clamped} of "

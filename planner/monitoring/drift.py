@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     from planner.history import HistoryStore
 
 __all__ = [
+    "PlannedTask",
     "Quality",
     "drift_signal",
+    "planned_attempts",
     "planned_tasks",
     "planned_vs_actual",
     "prediction_quality",
@@ -110,7 +113,39 @@ def planned_tasks(
     """(run id, step, predicted_s, bound_s, actual_s) of every task that succeeded in the
     last ``runs`` runs that stored their plan, or in ``run_ids``: the newest plan stored
     with the run gives the task's prediction and bound; tasks planned at the default (no
-    history) are left out."""
+    history) are left out (:func:`planned_attempts` gives each task's account and times)."""
+    return [
+        (t.run_id, t.step, t.predicted_s, t.bound_s, t.actual_s)
+        for t in planned_attempts(store, pipeline, runs=runs, run_ids=run_ids)
+    ]
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    """A task that succeeded in a run that stored its plan: what the plan said of it
+    (``predicted_s``, ``bound_s`` and where the estimate came from, ``source``) and the
+    attempt that succeeded (``actual_s``, its account and times)."""
+
+    run_id: str
+    step: str
+    account: str | None
+    predicted_s: float
+    bound_s: float
+    actual_s: float
+    source: str
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def planned_attempts(
+    store: HistoryStore,
+    pipeline: str,
+    *,
+    runs: int | None = None,
+    run_ids: Iterable[str] | None = None,
+) -> list[PlannedTask]:
+    """The tasks of :func:`planned_tasks`, each with its account, estimate source and
+    times; a run's tasks in the order their attempts started."""
     wanted = None if run_ids is None else set(run_ids)
     if wanted is not None and not wanted:
         return []
@@ -118,7 +153,7 @@ def planned_tasks(
         chosen = [p for r in sorted(wanted) for p in store.plans(pipeline, 1, run_id=r)]
     else:  # newest first: a run's newest plan wins
         chosen = store.plans(pipeline, limit=None if runs is None else runs * 3)
-    rows: list[tuple[str, str, float, float, float]] = []
+    rows: list[PlannedTask] = []
     seen: set[str] = set()
     for plan in chosen:
         run_id = plan.run_id
@@ -126,15 +161,31 @@ def planned_tasks(
             continue
         seen.add(run_id)
         planned = {
-            (t["step"], t["account"]): (float(t["predicted_s"]), float(t["bound_s"]))
+            (t["step"], t["account"]): (
+                float(t["predicted_s"]),
+                float(t["bound_s"]),
+                str(t.get("source", "")),
+            )
             for t in plan.document.get("tasks", [])
             if t.get("source") != "default"  # planned at the default: no prediction
         }
         for attempt in store.attempts_for_run(run_id):
             key = (attempt.step, attempt.account)
             if attempt.status == "succeeded" and key in planned and attempt.duration_s:
-                predicted, bound = planned[key]
-                rows.append((run_id, attempt.step, predicted, bound, float(attempt.duration_s)))
+                predicted, bound, source = planned[key]
+                rows.append(
+                    PlannedTask(
+                        run_id=run_id,
+                        step=attempt.step,
+                        account=attempt.account,
+                        predicted_s=predicted,
+                        bound_s=bound,
+                        actual_s=float(attempt.duration_s),
+                        source=source,
+                        started_at=attempt.started_at,
+                        finished_at=attempt.finished_at,
+                    )
+                )
         if runs is not None and len(seen) >= runs:
             break
     return rows
