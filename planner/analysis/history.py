@@ -356,20 +356,7 @@ def decisions(source: Source, pipeline: str | None = None) -> pd.DataFrame:
     """One row per decision the scheduler daemon stored (of ``pipeline``), oldest first."""
     with store_of(source) as store:
         records = store.decisions(pipeline)
-    rows = [
-        {
-            "id": d.id,
-            "pipeline": d.pipeline,
-            "at": d.at,
-            "kind": d.kind,
-            "run_id": d.run_id,
-            "next_start": d.next_start,
-            "interval_s": d.interval_s,
-            "reason": d.reason,
-            "detail": d.detail,
-            "owner_id": d.owner_id,
-            "host": d.host,
-        }
-        for d in reversed(records)  # the store gives newest first
-    ]
+    # the columns are the record's fields, in the same names
+    newest_last = reversed(records)  # the store gives newest first
+    rows = [{c.name: getattr(d, c.name) for c in DECISION_COLUMNS} for d in newest_last]
     return typed_frame(rows, DECISION_COLUMNS)

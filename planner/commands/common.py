@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ __all__ = [
     "add_json_option",
     "add_models_option",
     "add_selection_options",
+    "duration_type",
     "positive_int",
     "print_json",
     "split_list",
@@ -71,3 +73,22 @@ def print_json(document: Any) -> None:
     """One JSON document on stdout."""
     json.dump(document, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
+
+
+def duration_type(*, allow_zero: bool) -> Callable[[str], float]:
+    """An argparse ``type`` for a duration (``90``, ``1m30s``, ``2h``) in seconds, at
+    least 0 (``allow_zero``) or longer than 0."""
+
+    def parse(text: str) -> float:
+        from planner.units import parse_duration
+
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        if seconds < 0 or (seconds == 0 and not allow_zero):
+            least = ">= 0" if allow_zero else "longer than 0"
+            raise argparse.ArgumentTypeError(f"must be {least}, got {text!r}")
+        return seconds
+
+    return parse

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from planner.commands.common import add_db_option, add_models_option
+from planner.commands.common import add_db_option, add_models_option, duration_type
 
 __all__ = ["register"]
 
@@ -52,7 +52,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--grace",
-        type=_duration,
+        type=duration_type(allow_zero=False),
         default=None,
         metavar="DURATION",
         help="on SIGTERM/SIGINT, how long running runs may finish before the daemon leaves "
@@ -60,25 +60,13 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--leader-ttl",
-        type=_duration,
+        type=duration_type(allow_zero=False),
         default=None,
         metavar="DURATION",
         help="how long a daemon's leadership of a pipeline lasts without a heartbeat: "
         "another daemon takes over that long after it dies (default 30s)",
     )
     parser.set_defaults(handler=handle)
-
-
-def _duration(text: str) -> float:
-    from planner.units import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
-    return seconds
 
 
 def _host_port(text: str) -> tuple[str, int]:

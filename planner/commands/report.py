@@ -13,7 +13,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from planner.commands.common import add_db_option, add_models_option, print_json
+from planner.commands.common import (
+    add_db_option,
+    add_models_option,
+    duration_type,
+    print_json,
+)
 
 __all__ = ["register"]
 
@@ -35,7 +40,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--since",
-        type=_period,
+        type=duration_type(allow_zero=False),
         default="7d",
         metavar="DURATION",
         help="the period, ending now (a duration: 24h, 7d; default 7d)",
@@ -50,18 +55,6 @@ def register(sub: Any) -> None:
         "--markdown", action="store_true", help="print markdown to paste into a ticket"
     )
     parser.set_defaults(handler=handle)
-
-
-def _period(text: str) -> float:
-    from planner.units import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"must be longer than 0, got {text!r}")
-    return seconds
 
 
 def handle(args: argparse.Namespace) -> int:

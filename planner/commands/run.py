@@ -18,6 +18,7 @@ from planner.commands.common import (
     add_json_option,
     add_models_option,
     add_selection_options,
+    duration_type,
     positive_int,
     print_json,
     split_list,
@@ -49,7 +50,7 @@ def register(sub: Any) -> None:
     )
     parser.add_argument(
         "--grace",
-        type=_duration,
+        type=duration_type(allow_zero=True),
         default=10.0,
         metavar="DURATION",
         help="on SIGINT/SIGTERM, how long running tasks may finish before they are killed "
@@ -84,18 +85,6 @@ def _run_id(text: str) -> str:
             f"{text!r}: up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return text
-
-
-def _duration(text: str) -> float:
-    from planner.units import parse_duration
-
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return seconds
 
 
 def handle(args: argparse.Namespace) -> int:
