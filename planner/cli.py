@@ -28,6 +28,7 @@ COMMANDS = (
     "runs",
     "status",
     "report",
+    "dashboard",
     "demo",
     "importing",
     "train",

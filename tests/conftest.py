@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-pytest_plugins = ["tests.pg"]
+pytest_plugins = ["tests.pg", "tests.dashboard_history"]
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

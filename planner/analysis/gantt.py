@@ -1,22 +1,23 @@
 """One run on a time line: its attempts on the slots they ran in, against its plan.
 
-:func:`run_gantt` reads a run's attempts and the plan stored with it; :func:`plot_gantt`
-draws them. The history does not say which worker slot an attempt took, so slots are
-assigned here, greedily in start order (the lowest slot free at the attempt's start): no
-two bars of a slot overlap, and no more slots are used than attempts ever ran at once,
-which is at most the run's concurrency.
+:func:`run_gantt` reads a run's attempts and the plan stored with it (the rows of
+:func:`planner.service.timeline.run_timeline`, which the dashboard draws too);
+:func:`plot_gantt` draws them. The history does not say which worker slot an attempt
+took, so slots are assigned by :func:`~planner.service.timeline.assign_slots`, greedily in
+start order (the lowest slot free at the attempt's start): no two bars of a slot overlap,
+and no more slots are used than attempts ever ran at once, which is at most the run's
+concurrency.
 """
 
 from __future__ import annotations
 
-import heapq
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from planner.analysis.columns import Column, documented, typed_frame
 from planner.analysis.figures import new_figure, no_data, step_colors
-from planner.analysis.history import Source, plan_tasks, store_of
-from planner.errors import UsageError
+from planner.analysis.history import Source, store_of
+from planner.service.timeline import assign_slots, run_timeline
 from planner.status import AttemptStatus
 
 if TYPE_CHECKING:
@@ -39,27 +40,6 @@ GANTT_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def assign_slots(spans: list[tuple[float, float]]) -> list[int]:
-    """A slot per ``(start, end)`` span: in start order, the lowest slot whose last span
-    has ended (``end <= start``). The slots used are as many as spans ever overlap."""
-    order = sorted(range(len(spans)), key=lambda i: (spans[i][0], spans[i][1], i))
-    slots = [0] * len(spans)
-    free: list[int] = []  # slots free now, lowest first
-    busy: list[tuple[float, int]] = []  # (end, slot) of the spans running
-    used = 0
-    for index in order:
-        start, end = spans[index]
-        while busy and busy[0][0] <= start:
-            heapq.heappush(free, heapq.heappop(busy)[1])
-        if free:
-            slot = heapq.heappop(free)
-        else:
-            slot, used = used, used + 1
-        slots[index] = slot
-        heapq.heappush(busy, (max(start, end), slot))
-    return slots
-
-
 @documented(GANTT_COLUMNS)
 def run_gantt(source: Source, run_id: str, *, now: datetime | None = None) -> pd.DataFrame:
     """One row per attempt of run ``run_id`` that ran (skipped tasks and tasks cancelled
@@ -67,47 +47,7 @@ def run_gantt(source: Source, run_id: str, *, now: datetime | None = None) -> pd
     its task in the plan stored with the run. An attempt still going ends at ``now``
     (default: the current time), or at the run's end when the run has ended."""
     with store_of(source) as store:
-        run = store.get_run(run_id)
-        if run is None:
-            raise UsageError(run_id, f"no such run in {store.url}")
-        records = store.attempts_for_run(run_id)
-        planned = plan_tasks(store, run.pipeline, run_id)
-    plan = {
-        (row.step, None if _na(row.account) else row.account): row
-        for row in planned.itertuples(index=False)
-    }
-    moment = run.finished_at or now or datetime.now(UTC)
-    ran = [
-        a
-        for a in records
-        if a.status != AttemptStatus.SKIPPED
-        and not (a.status == AttemptStatus.CANCELLED and a.pid is None and not a.duration_s)
-    ]
-    spans = [
-        (
-            (a.started_at - run.started_at).total_seconds(),
-            ((a.finished_at or moment) - run.started_at).total_seconds(),
-        )
-        for a in ran
-    ]
-    slots = assign_slots(spans)
-    rows: list[dict[str, Any]] = []
-    for a, (start, end), slot in zip(ran, spans, slots, strict=True):
-        task = plan.get((a.step, a.account))
-        rows.append(
-            {
-                "step": a.step,
-                "account": a.account,
-                "attempt": a.attempt,
-                "status": a.status,
-                "start_s": start,
-                "end_s": max(start, end),
-                "slot": slot,
-                "predicted_s": None if task is None else task.predicted_s,
-                "bound_s": None if task is None else task.bound_s,
-                "estimate": None if task is None else task.estimate,
-            }
-        )
+        rows = run_timeline(store, run_id, now or datetime.now(UTC))
     return typed_frame(rows, GANTT_COLUMNS)
 
 

@@ -1,16 +1,26 @@
 """``planner daemon PIPELINE...``: start runs when due, by predicted intervals, for months.
 
 The command only parses; the daemon is :mod:`planner.daemon` (which never imports the
-command line).
+command line, nor the web front end: ``--dashboard`` hands it a function that serves the
+dashboard through :mod:`planner.web.server`).
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from planner.commands.common import add_db_option, add_models_option, duration_type
+from planner.commands.common import (
+    add_dashboard_token_option,
+    add_db_option,
+    add_models_option,
+    dashboard_server,
+    duration_type,
+)
+
+if TYPE_CHECKING:
+    from planner.commands.common import DashboardFactory
 
 __all__ = ["register"]
 
@@ -41,6 +51,14 @@ def register(sub: Any) -> None:
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464)",
     )
+    parser.add_argument(
+        "--dashboard",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="serve the web dashboard of the history at http://HOST:PORT/ for the daemon's "
+        "lifetime (e.g. 127.0.0.1:8765; off loopback it needs --dashboard-token)",
+    )
+    add_dashboard_token_option(parser, "--dashboard-token")
     parser.add_argument(
         "--log-json", action="store_true", help="log each decision as one JSON line"
     )
@@ -99,6 +117,12 @@ def handle(args: argparse.Namespace) -> int:
         stop_grace_s=args.grace if args.grace is not None else defaults.DAEMON_STOP_GRACE_S,
         retrain_cron=_cron(args.retrain) if args.retrain is not None else defaults.RETRAIN_CRON,
     )
+    dashboard: DashboardFactory | None = None
+    if args.dashboard is not None:  # checked before the daemon starts: exit 2 at once
+        host, port = args.dashboard
+        dashboard = dashboard_server(
+            host, port, args.dashboard_token, token_flag="--dashboard-token"
+        )
     options = DaemonOptions(
         files=args.pipelines,
         db=args.db,
@@ -106,5 +130,6 @@ def handle(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         log_json=args.log_json,
         settings=settings,
+        dashboard=dashboard,
     )
     return serve(options)

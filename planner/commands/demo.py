@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from planner.commands.common import add_json_option, print_json
+from planner.commands.common import add_json_option, print_json, start_dashboard, wait_for_stop
 
 if TYPE_CHECKING:
     from planner.config import Pipeline
@@ -49,6 +49,18 @@ def register(sub: Any) -> None:
         default=DEMO_RUNS,
         metavar="N",
         help=f"how many runs ({DEMO_RUNS})",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="then serve the dashboard of the demo's history on 127.0.0.1 until Ctrl-C",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8765,
+        metavar="PORT",
+        help="the dashboard's port with --serve (8765; 0: a free one)",
     )
     add_json_option(parser)
     parser.set_defaults(handler=handle)
@@ -179,9 +191,23 @@ def handle(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     document = run_demo(ctx)
     document["seconds"] = round(time.monotonic() - t0, 2)
+    models = Path(document.get("models") or ctx.state_dir / "models")
+    command = f"planner dashboard --db {ctx.db_url} --models {models}"
+    document["dashboard"] = {"command": command, "url": None}
+    server = None
+    if args.serve:
+        server = start_dashboard(ctx.db_url, models, "127.0.0.1", args.port, None)
+        document["dashboard"]["url"] = server.url
     if args.json:
         print_json(document)
     else:
         ctx.say(f"demo done in {document['seconds']:.1f}s; everything is under {ctx.state_dir}")
+        if server is None:
+            ctx.say(f"dashboard: {command}")
+        else:
+            ctx.say(f"dashboard: {server.url} (Ctrl-C stops it; later: {command})")
     failed = any(r["status"] != "succeeded" for r in document.get("runs", []))
+    if server is not None:
+        with server:
+            wait_for_stop()
     return 1 if failed else 0

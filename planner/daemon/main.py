@@ -11,11 +11,11 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from planner.clock import SYSTEM_CLOCK
 from planner.daemon.core import Daemon
@@ -25,8 +25,19 @@ from planner.units import format_duration
 
 if TYPE_CHECKING:
     from planner.daemon.timer import Timer
+    from planner.service import Instance
 
-__all__ = ["DaemonOptions", "serve"]
+__all__ = ["DaemonOptions", "HostedServer", "serve"]
+
+
+class HostedServer(Protocol):
+    """A server the daemon keeps for its lifetime (the dashboard): where it answers, and
+    how to stop it."""
+
+    @property
+    def url(self) -> str: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,9 @@ class DaemonOptions:
     metrics: tuple[str, int] | None = None
     log_json: bool = False
     settings: DaemonSettings = field(default_factory=DaemonSettings)
+    #: starts the dashboard on the daemon's instance (``planner daemon --dashboard``):
+    #: handed in by the command line, so that the daemon never imports the web front end
+    dashboard: Callable[[Instance], HostedServer] | None = None
 
 
 def serve(options: DaemonOptions, *, stream: IO[str] | None = None) -> int:
@@ -82,6 +96,12 @@ def serve(options: DaemonOptions, *, stream: IO[str] | None = None) -> int:
 
             host, port = options.metrics
             metrics = serve_metrics(instance.store, host, port, list(daemon.entries))
+        try:
+            dashboard = options.dashboard(instance) if options.dashboard is not None else None
+        except BaseException:
+            if metrics is not None:
+                metrics.close()
+            raise
         names = ", ".join(daemon.entries)
         log.line(
             SYSTEM_CLOCK.now(),
@@ -89,7 +109,9 @@ def serve(options: DaemonOptions, *, stream: IO[str] | None = None) -> int:
             "daemon",
             f"daemon pid {owner.pid} on {owner.host} serves {names}; history {instance.url}; "
             f"leadership {format_duration(settings.leader_ttl_s)}; retraining "
-            f"{settings.retrain_cron or 'off'}" + (f"; metrics {metrics.url}" if metrics else ""),
+            f"{settings.retrain_cron or 'off'}"
+            + (f"; metrics {metrics.url}" if metrics else "")
+            + (f"; dashboard {dashboard.url}" if dashboard else ""),
             owner=owner.owner_id,
         )
         with stops.installed():
@@ -105,6 +127,8 @@ def serve(options: DaemonOptions, *, stream: IO[str] | None = None) -> int:
                 timer.shutdown()
                 daemon.leave()
                 daemon.close()
+                if dashboard is not None:
+                    dashboard.close()
                 if metrics is not None:
                     metrics.close()
         log.line(SYSTEM_CLOCK.now(), None, "daemon", "stopped")

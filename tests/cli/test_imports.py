@@ -34,7 +34,8 @@ def test_help_and_version_answer() -> None:
         if not line.startswith(" " * 5)  # a help text's wrapped line
     ]
     assert listed == [
-        *("validate", "run", "daemon", "runs", "show", "status", "report", "demo", "import"),
+        *("validate", "run", "daemon", "runs", "show", "status", "report", "dashboard"),
+        *("demo", "import"),
         *("train", "models", "plan", "simulate"),
     ]
 
