@@ -208,7 +208,7 @@ class CountingExecutor:
 def test_the_runner_goes_through_the_executor(
     make_pipeline: MakePipeline, store: HistoryStore
 ) -> None:
-    code = "import time; x = b'x' * 40_000_000; time.sleep(0.3)"
+    code = "import time; x = b'x' * 40_000_000; time.sleep(1.0)"  # sampled under load too
     p = make_pipeline(
         accounts=["a", "b", "c"],
         steps=[{"id": "s", "per_account": True, "command": [sys.executable, "-c", code]}],
