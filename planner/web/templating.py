@@ -5,11 +5,11 @@ line writes them, times in UTC, shares as percentages)."""
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from planner.units import format_duration
+from planner.web.charts.svg import when
 
 if TYPE_CHECKING:
     from jinja2 import Environment
@@ -26,28 +26,15 @@ def duration(seconds: object) -> str:
     return format_duration(float(seconds))
 
 
-def _moment(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str) and value:
-        try:
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 def clock(value: object) -> str:
     """An instant as ``2026-03-01 12:00:05 UTC`` (``—`` for none)."""
-    moment = _moment(value)
+    moment = when(value)
     return _NONE if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def short_clock(value: object, now: object) -> str:
     """An instant as ``12:00:05 UTC`` on the day of ``now`` (UTC), else with its date."""
-    moment, reference = _moment(value), _moment(now)
+    moment, reference = when(value), when(now)
     if moment is None:
         return _NONE
     if reference is not None and moment.date() == reference.date():
@@ -57,7 +44,7 @@ def short_clock(value: object, now: object) -> str:
 
 def relative(value: object, now: object) -> str:
     """``in 5m 3s`` or ``2.0h ago`` from ``now`` (``just now`` within a second)."""
-    moment, reference = _moment(value), _moment(now)
+    moment, reference = when(value), when(now)
     if moment is None or reference is None:
         return _NONE
     seconds = (moment - reference).total_seconds()
