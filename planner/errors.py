@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "ClusterError",
     "ConfigError",
     "ConfigIssue",
     "DeliveryError",
@@ -110,3 +111,8 @@ class DeliveryError(PlannerError):
 
 class ExecutionError(PlannerError):
     """The runner could not start or complete a task for reasons outside the task."""
+
+
+class ClusterError(ExecutionError):
+    """A Dask cluster cannot run tasks: its scheduler cannot be reached, or no worker
+    joined in time (``where``: the scheduler's address)."""

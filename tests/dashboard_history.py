@@ -35,7 +35,11 @@ from planner.service.demo import scaled
 from planner.service.running import prepare_run
 from planner.service.scheduling import active_run, deferred, record, refused
 
-SLEEP = "import sys, time; time.sleep(float(sys.argv[1]) * 0.02)"
+#: sleeps quantity x 0.02 s (the account named in argv[3], if any: three times that)
+SLEEP = (
+    "import sys, time; q, a, slow = float(sys.argv[1]), sys.argv[2], sys.argv[3]; "
+    "time.sleep(q * (0.06 if a == slow else 0.02))"
+)
 FLAKY = (
     "import os, sys, time; q, a, d = float(sys.argv[1]), sys.argv[2], sys.argv[3]; "
     "time.sleep(q * 0.02); flag = os.path.join(d, 'failed-' + a); "
@@ -66,12 +70,16 @@ class DashboardHistory:
         return Instance(HistoryStore(self.url), self.models)
 
 
-def _write(folder: Path) -> tuple[Path, Path]:
+def write_pipelines(
+    folder: Path, *, accounts: int = 3, slow: str = "", other_s: float = 1.5
+) -> tuple[Path, Path]:
+    """``tiny`` (accounts a1..a<accounts>; ``slow``: an account whose ``prep`` takes three
+    times as long) and ``other`` (one task of ``other_s`` seconds) in ``folder``."""
     state = folder / "state"
     py = sys.executable
     tiny = {
         "name": "tiny",
-        "accounts": ["a1", "a2", "a3"],
+        "accounts": [f"a{i}" for i in range(1, accounts + 1)],
         "state_dir": str(state),
         "concurrency": {"max": 2},
         "retry_policies": {
@@ -82,7 +90,7 @@ def _write(folder: Path) -> tuple[Path, Path]:
                 "id": "prep",
                 "per_account": True,
                 "quantity": 5,
-                "command": [py, "-c", SLEEP, "{quantity}"],
+                "command": [py, "-c", SLEEP, "{quantity}", "{account}", slow],
             },
             {
                 "id": "work",
@@ -103,7 +111,7 @@ def _write(folder: Path) -> tuple[Path, Path]:
         "name": "other",
         "state_dir": str(state),
         "concurrency": {"max": 1},
-        "steps": [{"id": "long", "command": [py, "-c", "import time; time.sleep(1.5)"]}],
+        "steps": [{"id": "long", "command": [py, "-c", f"import time; time.sleep({other_s})"]}],
     }
     paths = folder / "tiny.yaml", folder / "other.yaml"
     for path, raw in zip(paths, (tiny, other), strict=True):
@@ -135,17 +143,20 @@ def sleepy_pipeline(
     return path
 
 
-def _run(pipeline: Pipeline, url: str, models: Path) -> str:
+def run_once(pipeline: Pipeline, url: str, models: Path | None = None) -> str:
+    """One run of ``pipeline`` through the service layer; its id."""
     with Instance.for_pipeline(pipeline, db=url, models=models) as instance:
         outcome = prepare_run(instance, pipeline, RunRequest()).execute()
     return outcome.result.run_id
 
 
-def _overlapping(tiny: Pipeline, other: Pipeline, url: str, models: Path) -> tuple[str, str]:
+def overlapping_runs(
+    tiny: Pipeline, other: Pipeline, url: str, models: Path | None = None
+) -> tuple[str, str]:
     """A run of ``other`` and, while it holds its pipeline, the daemon's deferral of it, a
     refusal of ``tiny``, and a run of ``tiny``."""
     other_ids: list[str] = []
-    thread = threading.Thread(target=lambda: other_ids.append(_run(other, url, models)))
+    thread = threading.Thread(target=lambda: other_ids.append(run_once(other, url, models)))
     thread.start()
     with Instance.for_pipeline(other, db=url, models=models) as instance:
         deadline = time.monotonic() + 20
@@ -165,7 +176,7 @@ def _overlapping(tiny: Pipeline, other: Pipeline, url: str, models: Path) -> tup
         )
         no = refused(tiny, "bad pipeline file", now=datetime.now(UTC))
         record(instance, "tiny", no.kind, no.reason, next_start=no.at, interval_s=no.interval_s)
-    run_id = _run(tiny, url, models)
+    run_id = run_once(tiny, url, models)
     thread.join()
     return run_id, other_ids[0]
 
@@ -217,7 +228,7 @@ def dashboard_history(tmp_path_factory: pytest.TempPathFactory) -> DashboardHist
     from planner.service.training import train
 
     folder = tmp_path_factory.mktemp("dashboard-history")
-    tiny_file, other_file = _write(folder)
+    tiny_file, other_file = write_pipelines(folder)
     tiny, other = load_pipeline(tiny_file), load_pipeline(other_file)
     url = f"sqlite:///{folder / 'state' / 'history.db'}"
     models = folder / "models"
@@ -225,10 +236,10 @@ def dashboard_history(tmp_path_factory: pytest.TempPathFactory) -> DashboardHist
     other_run = ""
     for index, scale in enumerate(SCALES):
         if index == OVERLAPPING_RUN:
-            run_id, other_run = _overlapping(scaled(tiny, scale), other, url, models)
+            run_id, other_run = overlapping_runs(scaled(tiny, scale), other, url, models)
             runs.append(run_id)
         else:
-            runs.append(_run(scaled(tiny, scale), url, models))
+            runs.append(run_once(scaled(tiny, scale), url, models))
     with Instance.for_pipeline(tiny, db=url, models=models) as instance:
         (result,) = train(instance, "tiny")
         _daemon_and_alerts(instance, runs[-1])

@@ -22,11 +22,13 @@ if TYPE_CHECKING:
 __all__ = [
     "add_dashboard_token_option",
     "add_db_option",
+    "add_executor_option",
     "add_json_option",
     "add_models_option",
     "add_selection_options",
     "dashboard_server",
     "duration_type",
+    "executor_flag",
     "positive_int",
     "print_json",
     "split_list",
@@ -65,6 +67,25 @@ def add_selection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--with-deps", action="store_true", help="add the steps the selected ones depend on"
     )
+
+
+def add_executor_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor",
+        type=executor_flag,
+        metavar="WHERE",
+        help="where tasks run: local (processes here) or dask://HOST:PORT (a Dask "
+        "scheduler; needs pip install 'planner[dask]'); wins over the file's executor",
+    )
+
+
+def executor_flag(text: str) -> str:
+    """An ``--executor`` value: ``local`` or ``dask://HOST:PORT`` (``tcp://``, ``tls://``)."""
+    import re
+
+    if text == "local" or re.fullmatch(r"(dask|tcp|tls)://[^\s/:]+:\d{1,5}", text):
+        return text
+    raise argparse.ArgumentTypeError(f"expected local or dask://HOST:PORT, got {text!r}")
 
 
 def positive_int(text: str) -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from planner.commands.common import (
     add_dashboard_token_option,
     add_db_option,
+    add_executor_option,
     add_models_option,
     dashboard_server,
     duration_type,
@@ -84,6 +85,7 @@ def register(sub: Any) -> None:
         help="how long a daemon's leadership of a pipeline lasts without a heartbeat: "
         "another daemon takes over that long after it dies (default 30s)",
     )
+    add_executor_option(parser)
     parser.set_defaults(handler=handle)
 
 
@@ -131,5 +133,6 @@ def handle(args: argparse.Namespace) -> int:
         log_json=args.log_json,
         settings=settings,
         dashboard=dashboard,
+        executor=args.executor,
     )
     return serve(options)

@@ -15,6 +15,7 @@ from typing import Any
 
 from planner.commands.common import (
     add_db_option,
+    add_executor_option,
     add_json_option,
     add_models_option,
     add_selection_options,
@@ -71,6 +72,7 @@ def register(sub: Any) -> None:
         help="PIPELINE stands for FILE: relative paths start, and tasks run, in FILE's "
         "folder (the daemon runs its saved copy of a file's last valid version)",
     )
+    add_executor_option(parser)
     add_db_option(parser)
     add_models_option(parser)
     add_json_option(parser)
@@ -91,6 +93,7 @@ def handle(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from planner.config import load_pipeline
+    from planner.config.models import Executor
     from planner.display.progress import LiveProgress, PlainProgress
     from planner.display.runs import print_show
     from planner.execution import RunRequest, handle_signals
@@ -115,7 +118,8 @@ def handle(args: argparse.Namespace) -> int:
         observer = LiveProgress() if sys.stdout.isatty() else PlainProgress(sys.stdout)
     with Instance.for_pipeline(pipeline, db=args.db, models=args.models) as instance:
         try:
-            session = prepare_run(instance, pipeline, request, observer=observer)
+            executor = Executor.from_flag(args.executor) if args.executor else None
+            session = prepare_run(instance, pipeline, request, observer=observer, executor=executor)
             session.watch()  # the ETA and alerts against the plan, while it runs
             plan = session.plan
 
@@ -124,10 +128,16 @@ def handle(args: argparse.Namespace) -> int:
                 for note in session.notes:  # stderr: stdout carries only --json's document
                     print(f"planner: note: {note}", file=sys.stderr)
                 if not (args.json or args.quiet):
+                    bounds = session.directives.adaptive if args.concurrency is None else None
+                    limit = (
+                        f"{bounds.start} (adaptive, {bounds.min} to {bounds.ceiling})"
+                        if bounds is not None
+                        else str(plan.concurrency)
+                    )
                     print(
                         f"run {run_id}: predicted {format_duration(plan.run.predicted_s)} "
                         f"(bound {format_duration(plan.run.bound_s)}) for {len(plan.tasks)} "
-                        f"task(s) at concurrency {plan.concurrency}, longest first",
+                        f"task(s) at concurrency {limit}, longest first",
                         flush=True,
                     )
 

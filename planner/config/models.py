@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from planner import defaults
@@ -44,6 +45,7 @@ __all__ = [
     "Alerts",
     "AutoTimeout",
     "Concurrency",
+    "Executor",
     "MemoryPressure",
     "Pipeline",
     "RetryAction",
@@ -53,7 +55,14 @@ __all__ = [
     "Step",
 ]
 
-KNOWN_ERROR_CLASSES = ("network_error", "timeout", "memory", "system_error", "default")
+KNOWN_ERROR_CLASSES = (
+    "network_error",
+    "timeout",
+    "memory",
+    "lost",
+    "system_error",
+    "default",
+)
 BUILTIN_PLACEHOLDERS = ("account", "quantity", "step", "run_id")
 
 
@@ -188,17 +197,44 @@ _CRON_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Concurrency(Frozen):
-    """How many tasks run at once: a fixed number or ``auto`` (CPU and memory)."""
+    """How many tasks run at once: a fixed number, ``auto`` (CPU and memory, fixed for the
+    run) or ``adaptive`` (starts at ``auto``, then follows what the run measures, between
+    ``min`` and ``ceiling``; default ceiling 8 per core and at least 16, always within the
+    memory fit)."""
 
-    max: int | Literal["auto"] = "auto"
+    max: int | Literal["auto", "adaptive"] = "auto"
     memory_per_task: Size | Literal["auto"] = "auto"
+    min: int | None = Field(default=None, ge=1)
+    ceiling: int | None = Field(default=None, ge=1)
 
     @field_validator("max")
     @classmethod
     def _max_positive(cls, value: int | str) -> int | str:
         if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be at least 1 or 'auto', got {value}")
+            raise ValueError(f"must be at least 1, 'auto' or 'adaptive', got {value}")
         return value
+
+    @model_validator(mode="after")
+    def _bounds_only_when_adaptive(self) -> Concurrency:
+        given = [name for name in ("min", "ceiling") if getattr(self, name) is not None]
+        if given and self.max != "adaptive":
+            raise ValueError(
+                f"{' and '.join(given)} only apply to max: adaptive (max is {self.max!r})"
+            )
+        if self.min is not None and self.ceiling is not None and self.min > self.ceiling:
+            raise ValueError(f"min {self.min} is above ceiling {self.ceiling}")
+        return self
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the limit adapts while the run goes."""
+        return self.max == "adaptive"
+
+    @property
+    def rule(self) -> int | Literal["auto"]:
+        """What planning chooses the (starting) concurrency by: the fixed count, or
+        ``auto`` (for ``auto`` and ``adaptive``)."""
+        return "auto" if self.max == "adaptive" else self.max
 
 
 class AutoTimeout(Frozen):
@@ -237,6 +273,50 @@ class MemoryPressure(Frozen):
         return command
 
 
+class Executor(Frozen):
+    """Where tasks run: ``local`` processes (the default) or a Dask ``dask`` cluster at
+    ``address`` (``tcp://host:port``). ``connect_timeout``: how long to reach the
+    scheduler; ``worker_wait``: how long a run waits for a first worker."""
+
+    kind: Literal["local", "dask"] = "local"
+    address: str | None = None
+    connect_timeout: Duration = 10.0
+    worker_wait: Duration = 60.0
+
+    @field_validator("address")
+    @classmethod
+    def _address_form(cls, address: str | None) -> str | None:
+        import re
+
+        if address is not None and not re.fullmatch(
+            r"(tcp|tls|ws|wss)://[^\s/:]+:\d{1,5}", address
+        ):
+            raise ValueError(
+                f"bad scheduler address {address!r}: expected tcp://HOST:PORT (or tls://)"
+            )
+        return address
+
+    @model_validator(mode="after")
+    def _address_matches_kind(self) -> Executor:
+        if self.kind == "dask" and self.address is None:
+            raise ValueError("kind: dask needs an address (tcp://HOST:PORT of the scheduler)")
+        if self.kind == "local" and self.address is not None:
+            raise ValueError("kind: local takes no address (did you mean kind: dask?)")
+        return self
+
+    @classmethod
+    def from_flag(cls, text: str) -> Executor:
+        """The ``--executor`` value: ``local``, or ``dask://HOST:PORT`` (also ``tcp://``,
+        ``tls://``); raises ``ValueError`` with what is wrong."""
+        if text == "local":
+            return cls()
+        if text.startswith("dask://"):
+            text = "tcp://" + text.removeprefix("dask://")
+        if "://" not in text:
+            raise ValueError(f"{text!r}: expected local or dask://HOST:PORT")
+        return cls(kind="dask", address=text)
+
+
 class Pipeline(Frozen):
     """A validated pipeline. Paths are absolute (resolved against the file's folder)."""
 
@@ -253,6 +333,8 @@ class Pipeline(Frozen):
     auto_timeout: AutoTimeout = Field(default_factory=AutoTimeout)
     #: pause task starts while the system's memory is short (off when absent)
     memory_pressure: MemoryPressure | None = None
+    #: where tasks run (default: local processes)
+    executor: Executor = Field(default_factory=Executor)
     steps: tuple[Step, ...]
     #: Where the pipeline was read from (set by the loader, not by the file).
     source: Path | None = Field(default=None, exclude=True)

@@ -86,8 +86,9 @@ class Launcher(Protocol):
 class ChildLauncher:
     """Starts ``python -m planner run|train`` with the daemon's history and models."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, *, executor: str | None = None) -> None:
         self._env = {**os.environ, "PLANNER_DB": db_url, "PYTHONUNBUFFERED": "1"}
+        self._executor = executor  # ``--executor`` of each run (None: the file's)
 
     def start_run(self, spec: RunSpec) -> Child:
         """``planner run`` of ``spec`` (quiet: its log holds the summary and failures)."""
@@ -104,6 +105,7 @@ class ChildLauncher:
             "--grace",
             f"{spec.stop_grace_s:g}s",
             "--quiet",
+            *(["--executor", self._executor] if self._executor else []),
         ]
         env = {**self._env, "PLANNER_MODELS": str(spec.models_dir)}
         return self._start(argv, spec.log_file, spec.log_file, env)

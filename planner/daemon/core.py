@@ -81,17 +81,19 @@ class Daemon:
         for entry in list(self.entries.values()):
             try:
                 self._lead(entry)
-            except (PlannerError, OSError) as exc:
+            except (PlannerError, OSError) as exc:  # StoreError: the history is unreachable
                 self.report.say(entry.name, "error", f"leadership: {exc}")
-            except Exception as exc:  # SQLAlchemy's errors: the history is unreachable
+                self._expire_if_stale(entry)
+            except Exception as exc:  # anything else the history may raise
                 self.report.say(entry.name, "error", f"history unreachable: {one_line(exc)}")
                 self._expire_if_stale(entry)
 
     def _lead(self, entry: Entry) -> None:
         store, now, ttl = self.instance.store, self.instance.clock.now(), self.settings.leader_ttl_s
+        sent = self.instance.clock.monotonic()  # before the write: never after the server's
         if entry.leader:  # the heartbeat never waits for a run's decision (entry.lock)
             if store.heartbeat_leader(entry.name, self.owner.owner_id, ttl, now):
-                entry.beat_at = now
+                entry.beat_at, entry.beat_mono = now, sent
                 if entry.lock.acquire(blocking=False):
                     try:
                         self._reapply(entry)
@@ -104,7 +106,7 @@ class Daemon:
         if not result.acquired:
             return
         with entry.lock:
-            entry.leader, entry.beat_at = True, now
+            entry.leader, entry.beat_at, entry.beat_mono = True, now, sent
             before = result.previous
             text = "now leads it"
             if before is not None:
@@ -120,10 +122,14 @@ class Daemon:
                 self._apply(entry, NextStart(now, why))
 
     def _expire_if_stale(self, entry: Entry) -> None:
-        """Without a heartbeat for a whole lifetime another daemon may lead: stand down."""
-        beat = entry.beat_at
+        """Without a heartbeat for a whole lifetime another daemon may lead: stand down.
+
+        Judged on this host's monotonic clock from when the last successful heartbeat was
+        sent, never on wall-clock times from different hosts: the row's expiry (stamped by
+        the lease clock after that moment) is never earlier than this."""
+        beat = entry.beat_mono
         if entry.leader and beat is not None:
-            age = (self.instance.clock.now() - beat).total_seconds()
+            age = self.instance.clock.monotonic() - beat
             if age >= self.settings.leader_ttl_s:
                 self._lose(entry, f"no heartbeat for {format_duration(age)}")
 

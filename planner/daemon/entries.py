@@ -3,6 +3,7 @@ daemon's settings."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from collections.abc import Sequence
@@ -60,6 +61,7 @@ class Entry:
     models_dir: Path
     leader: bool = False
     beat_at: datetime | None = None
+    beat_mono: float | None = None  # clock.monotonic() when that heartbeat was sent
     child: Child | None = None
     run_id: str | None = None
     next: NextStart | None = None
@@ -115,7 +117,8 @@ def save_copy(entry: Entry) -> Path:
     """Keep the file as validated: runs use this copy until a reload validates a new one."""
     entry.folder.mkdir(parents=True, exist_ok=True)
     copy = entry.folder / f"{entry.name}.last-valid{entry.file.suffix}"
-    tmp = copy.with_suffix(copy.suffix + ".tmp")
+    # a name of our own: several daemons of one machine may share the state dir
+    tmp = copy.with_suffix(f"{copy.suffix}.{os.getpid()}.tmp")
     shutil.copyfile(entry.file, tmp)
     tmp.replace(copy)
     return copy

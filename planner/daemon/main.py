@@ -53,6 +53,8 @@ class DaemonOptions:
     #: starts the dashboard on the daemon's instance (``planner daemon --dashboard``):
     #: handed in by the command line, so that the daemon never imports the web front end
     dashboard: Callable[[Instance], HostedServer] | None = None
+    #: ``--executor`` (``local`` or ``dask://HOST:PORT``), passed on to each run
+    executor: str | None = None
 
 
 def serve(options: DaemonOptions, *, stream: IO[str] | None = None) -> int:
@@ -73,7 +75,7 @@ def serve(options: DaemonOptions, *, stream: IO[str] | None = None) -> int:
             instance,
             entries,
             owner=owner,
-            launcher=ChildLauncher(db_url),
+            launcher=ChildLauncher(db_url, executor=options.executor),
             logger=log,
             settings=settings,
         )

@@ -63,6 +63,8 @@ def print_plan(
     emit(f"  critical path: {' -> '.join(run.critical_path) or '-'}")
     if not brief:
         emit(f"  concurrency: {plan.concurrency_rule}")
+        for line in _contention_lines(plan):
+            emit(f"  contention: {escape(line)}")
         emit(f"  bound: {run.bound_rule}")
     interval = plan.interval
     if interval.next_start is not None and interval.interval_s is not None:
@@ -79,7 +81,12 @@ def print_plan(
             memory = format_size(w.memory_mb * 1024**2) if w.memory_mb is not None else "?"
             if not w.fits_memory:
                 memory += ", does not fit"
-            cells.append(f"{w.concurrency}{mark}: {format_duration(w.makespan_s)} ({memory})")
+            flat = (
+                f", {format_duration(w.flat_makespan_s)} without contention"
+                if w.flat_makespan_s is not None
+                else ""
+            )
+            cells.append(f"{w.concurrency}{mark}: {format_duration(w.makespan_s)} ({memory}{flat})")
         emit("what if concurrency: " + "; ".join(cells))
     if tasks:
         table = Table(title="tasks, longest first", title_justify="left")
@@ -99,6 +106,29 @@ def print_plan(
         emit(table)
     for rec in plan.recommendations:
         emit(f"- {rec.text}")
+
+
+def _contention_lines(plan: Plan) -> list[str]:
+    """Per step with a curve its figures (those of ``--json``'s ``contention``), then the
+    steps with too little evidence."""
+    from planner.planning.contention import contention_json
+
+    lines = []
+    for step, found in plan.contention.items():
+        doc = contention_json(found)
+        if doc is None:
+            continue
+        peak = "none" if doc["peak"] is None else f"{doc['peak']:.1f}"
+        knee = "none" if doc["knee"] is None else str(doc["knee"])
+        r2 = "exact" if doc["r2"] is None else f"{doc['r2']:.2f}"
+        observed = ", ".join(
+            f"{n}: x{x:.2f}" for n, x in zip(doc["levels"], doc["observed"], strict=True)
+        )
+        lines.append(
+            f"step {step}: sigma {doc['sigma']:g}, kappa {doc['kappa']:g}, knee {knee}, "
+            f"peak {peak}, R² {r2}; stretch seen {observed} (asked at {doc['reference']})"
+        )
+    return [*lines, *plan.contention_notes]
 
 
 def _rich_writer(write: Callable[[str], None]) -> Callable[[Any], None]:

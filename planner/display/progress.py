@@ -56,10 +56,12 @@ def _watched(event: object) -> str | None:
 
 
 def _pressure(event: RunEvent) -> str | None:
-    """The line of a memory-pressure event (``None`` for other events)."""
+    """The line of a memory-pressure event or a change of the adaptive limit (``None``
+    for other events)."""
     import shlex
 
     from planner.execution import (
+        LimitChanged,
         PressureCleanup,
         PressureForcedStart,
         PressurePaused,
@@ -68,6 +70,8 @@ def _pressure(event: RunEvent) -> str | None:
     from planner.units import format_duration
 
     match event:
+        case LimitChanged(old=old, new=new, reason=reason):
+            return f"concurrency limit {old} -> {new}: {reason}"
         case PressurePaused(memory=memory, threshold=threshold, waiting=waiting):
             return (
                 f"paused: memory {_percent(memory)} in use > {_percent(threshold)}; "

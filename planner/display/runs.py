@@ -3,7 +3,10 @@ failed attempts after ``planner run --quiet``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["print_show", "styled"]
 
@@ -55,6 +58,7 @@ def print_show(document: dict[str, Any], *, failures_only: bool = False) -> None
             f"concurrency {run.get('concurrency') or '?'} ({tasks})"
             + (f"; {escape(run['note'])}" if run.get("note") else "")
         )
+        _print_limits(console, run.get("limit_changes") or [])
     table = Table()
     for column in ("step", "account", "try", "status", "started", "duration", "exit"):
         table.add_column(column, no_wrap=column in ("status", "started", "duration"))
@@ -87,3 +91,16 @@ def print_show(document: dict[str, Any], *, failures_only: bool = False) -> None
             console.print(f"[bold]{escape(label)} attempt {a['attempt']}[/bold] stderr (end):")
             lines = tail.splitlines()[-8:]
             console.print("\n".join(f"  {escape(line)}" for line in lines), highlight=False)
+
+
+def _print_limits(console: Console, changes: list[dict[str, Any]]) -> None:
+    """The limit's path when it changed during the run, then one line per change."""
+    from rich.markup import escape
+
+    if len(changes) < 2:
+        return
+    path = " -> ".join(str(c["to"]) for c in changes)
+    console.print(f"concurrency limit: {path} ({len(changes) - 1} change(s))")
+    for c in changes[1:]:
+        at = (c["at"] or "")[11:19]
+        console.print(f"  {at} {c['from']} -> {c['to']}: {escape(c['reason'])}", highlight=False)

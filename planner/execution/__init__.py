@@ -1,8 +1,10 @@
 """Running a pipeline: the runner and its loop, executors, process trees, resource
 sampling, retry policy, guards (file lock + lease), and the events observers receive."""
 
+from planner.execution.adaptive import AdaptiveBounds, AdaptiveLimit, LimitChange, LoadReading
 from planner.execution.control import LoopSettings, RunControl, StopReason
 from planner.execution.events import (
+    LimitChanged,
     PressureCleanup,
     PressureForcedStart,
     PressurePaused,
@@ -21,6 +23,7 @@ from planner.execution.events import (
 )
 from planner.execution.executor import Executor, LocalExecutor, TaskExit, TaskHandle
 from planner.execution.guards import PipelineLock, Takeover, acquire_run_guards, lease_ttl
+from planner.execution.load import FixedLoadProbe, LoadProbe, SystemLoadProbe
 from planner.execution.memory import MemoryExceeded, MemoryWatch, format_memory
 from planner.execution.pressure import (
     CleanupRecord,
@@ -46,11 +49,18 @@ from planner.execution.stopping import block_stop_signals, stop_signals_blocked
 from planner.execution.tasks import TaskGraph, TaskKey, TaskState
 
 __all__ = [
+    "AdaptiveBounds",
+    "AdaptiveLimit",
     "CleanupRecord",
     "Executor",
     "ExitInfo",
+    "FixedLoadProbe",
     "FixedMemoryProbe",
     "Launch",
+    "LimitChange",
+    "LimitChanged",
+    "LoadProbe",
+    "LoadReading",
     "LocalExecutor",
     "LoopSettings",
     "MemoryExceeded",
@@ -76,6 +86,7 @@ __all__ = [
     "RunStopping",
     "Runner",
     "StopReason",
+    "SystemLoadProbe",
     "SystemMemoryProbe",
     "Takeover",
     "TaskExit",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from planner.config.models import MemoryPressure, RetryPolicy
+    from planner.execution.adaptive import AdaptiveBounds
     from planner.execution.tasks import TaskKey
 
 __all__ = ["LoopSettings", "RunControl", "StopReason"]
@@ -76,8 +77,10 @@ class RunControl:
 class LoopSettings:
     """How the loop runs: at most ``limit`` tasks at once, the stop and kill graces, the
     timeouts of tasks of ``timeout: auto`` steps (a task missing here has none), the
-    retry policy of each step (by step id; a step missing here is not retried), and the
-    pipeline's ``memory_pressure`` (``None``: starts never pause for memory)."""
+    retry policy of each step (by step id; a step missing here is not retried), the
+    pipeline's ``memory_pressure`` (``None``: starts never pause for memory), and with an
+    adaptive limit its bounds (``adaptive``; ``limit`` is then where it starts) and each
+    task's predicted seconds (``predicted``: what the limit compares durations with)."""
 
     limit: int
     stop_grace: float = 10.0
@@ -85,3 +88,5 @@ class LoopSettings:
     timeouts: Mapping[TaskKey, float] = field(default_factory=dict)
     retry_policies: Mapping[str, RetryPolicy | None] = field(default_factory=dict)
     memory_pressure: MemoryPressure | None = None
+    adaptive: AdaptiveBounds | None = None
+    predicted: Mapping[TaskKey, float] = field(default_factory=dict)

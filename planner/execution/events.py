@@ -13,6 +13,8 @@ Observers (progress displays, a monitor) implement :class:`RunObserver`: one met
   :class:`PressureResumed` when they go on (none when the run ends while paused);
   :class:`PressureForcedStart` before a task started anyway after ``max_pause``;
   :class:`PressureCleanup` when an episode's cleanup command ended;
+- with an adaptive limit (``concurrency: {max: adaptive}``): :class:`LimitChanged` for
+  every change of the limit (the start limit is :class:`RunStarted`'s ``concurrency``);
 - :class:`RunFinished` once, at the end.
 """
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from planner.execution.tasks import TaskKey
 
 __all__ = [
+    "LimitChanged",
     "PressureCleanup",
     "PressureForcedStart",
     "PressurePaused",
@@ -172,6 +175,15 @@ class PressureResumed:
 
 
 @dataclass(frozen=True)
+class LimitChanged:
+    """The adaptive limit went from ``old`` to ``new`` tasks at once, for ``reason``."""
+
+    old: int
+    new: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class PressureForcedStart:
     """A pause had no task running for ``idle_s`` (at least ``max_pause``) while memory
     stayed above the threshold: one task starts anyway, so a run never waits forever."""
@@ -207,6 +219,7 @@ RunEvent = (
     | PressureResumed
     | PressureForcedStart
     | PressureCleanup
+    | LimitChanged
     | RunFinished
 )
 

@@ -2,11 +2,22 @@
 
 * Process level: ``fcntl.flock`` on ``<state_dir>/locks/<pipeline>.lock``; the kernel
   releases it when the process dies, however it dies.
-* Batch level: the lease row of the pipeline in the history (owner = host, pid, token,
-  run id) with a heartbeat thread at a third of the lease length. A lease whose holder
-  expired, or whose process is gone on this host, is taken over: the dead run's process
-  groups left on this host are stopped, its ``running`` rows become ``interrupted`` and
-  the run ``abandoned``.
+* Batch level: the lease row of the pipeline in the history (owner = host id, pid,
+  token, run id) with a heartbeat thread at a third of the lease length. A lease whose
+  holder expired, or whose process is gone on this host, is taken over: the dead run's
+  process groups left on this host are stopped, its ``running`` rows become
+  ``interrupted`` and the run ``abandoned``.
+
+The OS lock guards one host only; across hosts the lease alone does, judged on the lease
+clock (the database server's time on PostgreSQL: see :mod:`planner.history.leases`).
+A holder on another host id is taken over only once its lease expired: its processes
+cannot be seen from here, so its process groups are not stopped by the takeover (they
+stop themselves: a run that cannot renew its lease for a lifetime stops its tasks).
+
+While the database is unreachable the heartbeat keeps trying; the lease counts as lost
+only when no heartbeat succeeded for a whole lifetime, measured on this host's monotonic
+clock from when the last successful one was *sent* (so never after the expiry the
+database stamped).
 
 The lease length is ``$PLANNER_LEASE_TTL`` when set, else the pipeline's ``lease_ttl``.
 """
@@ -104,10 +115,13 @@ class LeaseKeeper:
         *,
         clock: Clock,
         on_lost: Callable[[], None],
+        since: float | None = None,
     ) -> None:
         self.store, self.pipeline, self.owner_id, self.ttl = store, pipeline, owner_id, ttl
         self.clock = clock
         self.on_lost = on_lost
+        #: clock.monotonic() when the last successful acquire or heartbeat was sent
+        self.last_ok = clock.monotonic() if since is None else since
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="lease-heartbeat", daemon=True)
 
@@ -116,19 +130,26 @@ class LeaseKeeper:
 
     def _loop(self) -> None:
         block_stop_signals()
-        last_ok = self.clock.monotonic()
-        while not self._stop.wait(self.ttl / 3):
+        while not self._stop.wait(self._pause()):
+            sent = self.clock.monotonic()
             try:
                 ok = self.store.heartbeat(self.pipeline, self.owner_id, self.ttl, self.clock.now())
             except PlannerError as exc:  # a busy or unreachable database: try again
-                log.warning("lease heartbeat failed: %s", exc)
-                ok = self.clock.monotonic() - last_ok < self.ttl
+                left = self.ttl - (self.clock.monotonic() - self.last_ok)
+                log.warning("lease heartbeat failed (lease kept %.1fs more): %s", left, exc)
+                ok = left > 0
             else:
                 if ok:
-                    last_ok = self.clock.monotonic()
+                    self.last_ok = sent
             if not ok:
                 self.on_lost()
                 return
+
+    def _pause(self) -> float:
+        """A third of the lifetime; sooner while a failed heartbeat has less than that
+        left (never busy-looping: at least 0.05 s)."""
+        left = self.ttl - (self.clock.monotonic() - self.last_ok)
+        return max(0.05, min(self.ttl / 3, left))
 
     def stop(self, release: bool = True, *, quiet: bool = False) -> None:
         """Stop the heartbeat and give the lease up; ``quiet``: a failure to release
@@ -230,6 +251,7 @@ def acquire_run_guards(
     note = f"run {owner.run_id} pid {owner.pid} since {clock.now().isoformat(timespec='seconds')}"
     _take_lock(lock, note, store, name, clock)
     try:
+        sent = clock.monotonic()
         result = store.acquire_lease(name, owner, ttl, clock.now())
         if not result.acquired:
             raise RunActiveError(name, f"{_describe_holder(result.holder)}; nothing was started")
@@ -242,7 +264,7 @@ def acquire_run_guards(
     except BaseException:
         lock.release()
         raise
-    keeper = LeaseKeeper(store, name, owner.owner_id, ttl, clock=clock, on_lost=on_lost)
+    keeper = LeaseKeeper(store, name, owner.owner_id, ttl, clock=clock, on_lost=on_lost, since=sent)
     keeper.start()
     return RunGuards(lock, keeper, takeover)
 

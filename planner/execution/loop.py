@@ -34,8 +34,10 @@ from pathlib import Path
 
 from planner.clock import SYSTEM_CLOCK, Clock
 from planner.errors import ExecutionError
+from planner.execution.adaptive import LimitChange
 from planner.execution.control import LoopSettings, RunControl, StopReason
 from planner.execution.events import (
+    LimitChanged,
     RunEvent,
     RunObserver,
     RunStopping,
@@ -47,6 +49,8 @@ from planner.execution.events import (
 )
 from planner.execution.executor import Executor, TaskExit, TaskHandle
 from planner.execution.launches import TaskLaunches
+from planner.execution.limiter import RunLimit
+from planner.execution.load import LoadProbe
 from planner.execution.memory import MemoryWatch
 from planner.execution.pressure import MemoryProbe, PressureGate, PressurePause, SystemMemoryProbe
 from planner.execution.process import ExitInfo, log_tail
@@ -70,6 +74,7 @@ class _Active:
     handle: TaskHandle
     started_mono: float
     log_path: Path
+    busy_mark: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,8 @@ class RunLoop:
     """The state of one run's scheduler loop (run it once with :meth:`run`).
 
     ``memory_probe``: where the system's memory in use is read when the settings have
-    ``memory_pressure`` (default: this machine's)."""
+    ``memory_pressure`` (default: this machine's); ``load_probe``: where an adaptive
+    limit reads the machine's load (default: this machine's)."""
 
     def __init__(
         self,
@@ -101,6 +107,7 @@ class RunLoop:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         memory_probe: MemoryProbe | None = None,
+        load_probe: LoadProbe | None = None,
     ) -> None:
         self.graph = graph
         self.settings = settings
@@ -122,6 +129,10 @@ class RunLoop:
             queue.SimpleQueue()
         )
         self.memory = MemoryWatch(executor)
+        self.limit = RunLimit(
+            settings, now=self._mono0, on_change=self._limit_changed, probe=load_probe
+        )
+        self._watchers: list[threading.Thread] = []
         self.gate: PressureGate | None = None
         pressure = settings.memory_pressure
         if pressure is not None:
@@ -144,20 +155,29 @@ class RunLoop:
         if self.observer is not None:
             self.observer.on_event(event)
 
+    def _limit_changed(self, change: LimitChange) -> None:
+        self.recorder.limit_changed(self.wall(change.at_mono), change)
+        self._emit(LimitChanged(change.old, change.new, change.reason))
+        self._add_watchers()
+
+    def _add_watchers(self) -> None:
+        """As many waiting threads as the limit (each waits for one task at a time)."""
+        while len(self._watchers) < self.limit.value:
+            name = f"task-watcher-{len(self._watchers)}"
+            self._watchers.append(threading.Thread(target=self._watcher, name=name, daemon=True))
+            self._watchers[-1].start()
+
     def run(self) -> LoopOutcome:
         """Run the graph to its end, or until the control says stop."""
         control, settings = self.control, self.settings
-        watchers: list[threading.Thread] = []
+        watchers = self._watchers
         stopped_at: float | None = None
         killed = forced = False
         gate = self.gate
         pauses: tuple[PressurePause, ...] = ()
         try:
             self.executor.open(self.clock)
-            for i in range(settings.limit):
-                name = f"task-watcher-{i}"
-                watchers.append(threading.Thread(target=self._watcher, name=name, daemon=True))
-                watchers[-1].start()
+            self._add_watchers()
             while True:
                 now = self.clock.monotonic()
                 reason = control.reason
@@ -178,6 +198,8 @@ class RunLoop:
                     killed = True
                     self._kill_running(settings.kill_grace)
                 if stopped_at is None:
+                    running = len(self.running)
+                    self.limit.tick(now, running=running, waiting=self._waiting(now))
                     self._start_due(now)
                 self.memory.check(settings.kill_grace)
                 idle = not self.running and (stopped_at is not None or not self.delayed)
@@ -234,7 +256,7 @@ class RunLoop:
             self.recorder.finish(ref, outcome)
 
     def _start_due(self, now: float) -> None:
-        limit = self.settings.limit
+        limit = self.limit.value
         budget = limit  # starts allowed by the pressure gate (more than can happen)
         if self.gate is not None:
             running = len(self.running)
@@ -286,6 +308,7 @@ class RunLoop:
             key, step, attempt, self.wall(started_mono), pid=handle.pid, pgid=handle.pgid
         )
         self.running[key] = _Active(attempt, ref, handle, started_mono, launch.log_path)
+        self.running[key].busy_mark = self.limit.busy(started_mono, len(self.running))
         self._emit(TaskStarted(key, attempt))
 
     def _watcher(self) -> None:
@@ -331,6 +354,8 @@ class RunLoop:
             status = AttemptStatus.FAILED  # stopped over its memory limit
         elif info.cancelled:
             status = AttemptStatus.CANCELLED
+        elif info.lost:  # the executor lost it (a Dask worker died): retried as class `lost`
+            status = AttemptStatus.INTERRUPTED
         elif info.timed_out:
             status = AttemptStatus.TIMED_OUT
         elif info.exit_code == 0 and start_error is None:
@@ -338,6 +363,17 @@ class RunLoop:
         else:
             status = AttemptStatus.FAILED
         duration = max(0.0, info.ended_mono - started_mono)
+        if active is not None:
+            self.limit.finished(
+                key,
+                started=started_mono,
+                mark=active.busy_mark,
+                ended=info.ended_mono,
+                ran_whole=status == AttemptStatus.SUCCEEDED,
+                peak_rss_mb=done.peak_rss_mb,
+                cpu_s=done.cpu_s,
+            )
+            self.limit.busy(info.ended_mono, len(self.running))
         tail = start_error or (log_tail(log_path) if status != AttemptStatus.SUCCEEDED else None)
         error_class: str | None = None
         reason: str | None = None
@@ -358,6 +394,7 @@ class RunLoop:
                 timed_out=info.timed_out,
                 rng=self.rng,
                 over_memory=exceeded is not None,
+                lost=info.lost,
             )
             error_class = decision.error_class
             if exceeded is not None:

@@ -57,7 +57,9 @@ class ExitInfo:
     """How a task process ended.
 
     ``exit_code`` is the shell's convention: the exit status, or 128 + the signal number
-    when a signal ended it. ``timed_out``/``cancelled`` say that planner killed it and why.
+    when a signal ended it. ``timed_out``/``cancelled`` say that planner killed it and why;
+    ``lost``: the executor lost the task (a Dask worker died under it, or the scheduler
+    connection was lost), so how it ended is unknown (the attempt is ``interrupted``).
     """
 
     exit_code: int
@@ -66,6 +68,7 @@ class ExitInfo:
     cpu_s: float
     timed_out: bool = False
     cancelled: bool = False
+    lost: bool = False
 
 
 def render_command(

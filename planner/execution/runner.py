@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -26,16 +25,21 @@ from planner.clock import SYSTEM_CLOCK, Clock
 from planner.config.models import Pipeline, Step
 from planner.config.selection import select_steps
 from planner.errors import PlannerError, UsageError
+from planner.execution.adaptive import AdaptiveBounds
 from planner.execution.control import LoopSettings, RunControl
 from planner.execution.events import RunFinished, RunObserver, RunResult, RunStarted
 from planner.execution.executor import Executor, LocalExecutor
-from planner.execution.guards import acquire_run_guards
+from planner.execution.guards import acquire_run_guards, lease_ttl
 from planner.execution.launches import TaskLaunches
+from planner.execution.load import LoadProbe
 from planner.execution.loop import RunLoop
 from planner.execution.pressure import MemoryProbe
 from planner.execution.recorder import RunRecorder
 from planner.execution.stopping import handle_signals as _handle_signals
 from planner.execution.tasks import TaskGraph, TaskKey
+from planner.history.limits import START_REASON
+from planner.history.reconnect import WRITE_RETRY_S, retry_disconnects
+from planner.hosts import host_id
 from planner.status import AttemptStatus, RunStatus
 
 if TYPE_CHECKING:
@@ -81,11 +85,14 @@ class RunDirectives:
     ``concurrency``: tasks at once (when the request gives none; neither: the pipeline's
     ``concurrency.max``, or the machine's ``auto``). ``priority``: ready tasks start
     highest first (a plan's predicted seconds: longest first). ``timeouts``: seconds for
-    tasks of steps with ``timeout: auto``; such a task missing here runs without one."""
+    tasks of steps with ``timeout: auto``; such a task missing here runs without one.
+    ``adaptive``: the limit adapts within these bounds (``concurrency: {max: adaptive}``),
+    starting at their ``start``; an explicit request's concurrency makes it fixed."""
 
     concurrency: int | None = None
     priority: Mapping[TaskKey, float] = field(default_factory=dict)
     timeouts: Mapping[TaskKey, float] = field(default_factory=dict)
+    adaptive: AdaptiveBounds | None = None
 
 
 @dataclass(frozen=True)
@@ -140,8 +147,9 @@ class Runner:
 
     ``executor``: where tasks run (default: a :class:`LocalExecutor`); ``control``: the
     stop switch to share (default: a new one, ``runner.control``); ``memory_probe``:
-    where the pipeline's ``memory_pressure`` reads the system's memory in use (default:
-    this machine, through psutil)."""
+    where the pipeline's ``memory_pressure`` reads the system's memory in use, and
+    ``load_probe`` where an adaptive limit reads the machine's load (default: this
+    machine, through psutil)."""
 
     def __init__(
         self,
@@ -156,6 +164,7 @@ class Runner:
         executor: Executor | None = None,
         control: RunControl | None = None,
         memory_probe: MemoryProbe | None = None,
+        load_probe: LoadProbe | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.store = store
@@ -163,12 +172,13 @@ class Runner:
         self.clock = clock
         self.rng = rng or random.Random()
         self.observer = observer
-        self.host = host or socket.gethostname()
+        self.host = host or host_id()
         self.executor: Executor = executor or LocalExecutor(
             sample_interval=self.request.sample_interval
         )
         self.control = control or RunControl()
         self.memory_probe = memory_probe
+        self.load_probe = load_probe
 
     # -- preparing ----------------------------------------------------------------------
 
@@ -261,7 +271,10 @@ class Runner:
         directives = directives or RunDirectives()
         request = self.request
         graph = TaskGraph(prepared.steps, prepared.accounts, prepared.done, directives.priority)
+        adaptive = directives.adaptive if request.concurrency is None else None
         limit = request.concurrency or directives.concurrency or auto_concurrency(self.pipeline)
+        if adaptive is not None:
+            limit = adaptive.start
         settings = LoopSettings(
             limit=limit,
             stop_grace=request.stop_grace,
@@ -269,6 +282,8 @@ class Runner:
             timeouts=directives.timeouts,
             retry_policies={s.id: self.pipeline.retry_policy(s) for s in prepared.steps},
             memory_pressure=self.pipeline.memory_pressure,
+            adaptive=adaptive,
+            predicted=directives.priority,
         )
         run_id = request.run_id or new_run_id(self.clock.now())
         owner = LeaseOwner(uuid.uuid4().hex, self.host, os.getpid(), run_id)
@@ -294,6 +309,7 @@ class Runner:
                 owner_id=owner.owner_id,
             )
             try:
+                self._record_start(run_id, settings)
                 if on_created is not None:
                     on_created(run_id)
                 if self.observer is not None:
@@ -308,7 +324,13 @@ class Runner:
             self.store.record_pauses(
                 run_id, self.pipeline.name, [p.as_dict() for p in outcome.pauses]
             )
-            self.store.finish_run(run_id, status=outcome.status, finished_at=self.clock.now())
+            finished_at = self.clock.now()
+            retry_disconnects(  # the run's last word: worth waiting for a restarting database
+                lambda _retrying: self.store.finish_run(run_id, outcome.status, finished_at),
+                budget_s=max(lease_ttl(self.pipeline), WRITE_RETRY_S),
+                clock=self.clock,
+                what=f"run {run_id}",
+            )
             result = RunResult(
                 run_id=run_id,
                 status=outcome.status,
@@ -324,6 +346,22 @@ class Runner:
             self.observer.on_event(RunFinished(result))
         return result
 
+    def _record_start(self, run_id: str, settings: LoopSettings) -> None:
+        """The run's first limit change: where its limit starts (and its bounds)."""
+        bounds = settings.adaptive
+        detail: dict[str, Any] = {"mode": "fixed"}
+        if bounds is not None:
+            detail = {"mode": "adaptive", "min": bounds.min, "ceiling": bounds.ceiling}
+        self.store.record_limit_change(
+            run_id,
+            self.pipeline.name,
+            at=self.clock.now(),
+            from_limit=None,
+            to_limit=settings.limit,
+            reason=START_REASON,
+            detail=detail,
+        )
+
     def _loop(
         self, run_id: str, graph: TaskGraph, settings: LoopSettings, accounts: Sequence[str]
     ) -> RunLoop:
@@ -335,6 +373,7 @@ class Runner:
             concurrency=settings.limit,
             host=self.host,
             clock=self.clock,
+            retry_s=max(lease_ttl(self.pipeline), WRITE_RETRY_S),
         )
         return RunLoop(
             graph,
@@ -347,4 +386,5 @@ class Runner:
             clock=self.clock,
             rng=self.rng,
             memory_probe=self.memory_probe,
+            load_probe=self.load_probe,
         )

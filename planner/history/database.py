@@ -19,6 +19,7 @@ once migrate it exactly once and none sees it half done. A version newer than
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from planner.history.schema import (
     alerts,
     decisions,
     leaders,
+    limit_changes,
     meta,
     metadata,
     pauses,
@@ -54,8 +56,10 @@ from planner.history.schema import (
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "CONNECT_TIMEOUT_S",
     "IMMEDIATE",
     "MIGRATIONS",
+    "SERVER_POOL",
     "ensure_schema",
     "mask_url",
     "open_engine",
@@ -67,6 +71,42 @@ BUSY_TIMEOUT_S = 30.0
 
 #: Execution options for a write transaction (``BEGIN IMMEDIATE`` on SQLite).
 IMMEDIATE: dict[str, Any] = {"planner_begin": "IMMEDIATE"}
+
+#: The connection pool of a database server (PostgreSQL), per process. A connection is
+#: held only for one short transaction, so a process needs about as many as it has threads
+#: that use the history at the same moment: a run has four (the loop's thread, the row
+#: writer, the lease heartbeat, the alert delivery), a daemon three (its leadership tick,
+#: a worker deciding a start, the metrics or dashboard request being served), the
+#: dashboard one per request being answered. ``pool_size`` 4 keeps those open;
+#: ``max_overflow`` 4 more for a burst (closed again when returned), so a process never
+#: opens more than 8. ``pool_timeout``: a thread waits at most 30 s for a free one, then
+#: fails with a StoreError. ``pool_recycle``: a connection older than 30 minutes is
+#: replaced (a daemon lives for months; firewalls drop idle connections).
+#: ``pool_pre_ping``: each connection is tested when taken from the pool, so after a
+#: database restart the dead ones are replaced instead of failing the first statement.
+SERVER_POOL: dict[str, Any] = {
+    "pool_size": 4,
+    "max_overflow": 4,
+    "pool_timeout": 30.0,
+    "pool_recycle": 1800,
+    "pool_pre_ping": True,
+}
+
+#: Seconds a new PostgreSQL connection may take before it fails (a host that does not
+#: answer at all: without it a connect can hang for minutes in the kernel's retries).
+CONNECT_TIMEOUT_S = 10
+
+#: libpq settings that make an open connection to a server that vanished (a host down, a
+#: network cut: no reset ever arrives) fail within seconds instead of the kernel's
+#: minutes: data unacknowledged for 10 s fails the call, and an idle connection is probed.
+#: Without them a lease heartbeat could block past its lease's lifetime.
+_PG_DEAD_PEER: dict[str, int] = {
+    "tcp_user_timeout": 10_000,  # ms
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 
 _PG_SCHEMA_LOCK = 0x706C616E6E6572  # "planner": the advisory lock id for schema creation
 
@@ -115,7 +155,9 @@ def open_engine(url: str | URL) -> Engine:
     if sqlite:
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_S}
     else:
-        kwargs["pool_pre_ping"] = True
+        kwargs.update(SERVER_POOL)
+        if parsed.get_backend_name() == "postgresql":
+            kwargs["connect_args"] = _pg_connect_args(parsed)
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -124,6 +166,20 @@ def open_engine(url: str | URL) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _pg_connect_args(url: URL) -> dict[str, Any]:
+    """A connect timeout, dead-peer detection, and an ``application_name`` naming this host
+    id and process (``pg_stat_activity`` then says who holds each connection), unless the
+    URL sets them."""
+    from planner.hosts import host_id
+
+    args: dict[str, Any] = {k: v for k, v in _PG_DEAD_PEER.items() if k not in url.query}
+    if "connect_timeout" not in url.query:
+        args["connect_timeout"] = CONNECT_TIMEOUT_S
+    if "application_name" not in url.query:
+        args["application_name"] = f"planner {host_id()} {os.getpid()}"[:63]
+    return args
 
 
 def _make_sqlite_folder(url: URL, where: str) -> None:
@@ -170,11 +226,17 @@ def _migrate_3_to_4(conn: Connection) -> None:
     decisions.create(conn, checkfirst=True)
 
 
+def _migrate_4_to_5(conn: Connection) -> None:
+    """Version 5: the changes of runs' concurrency limits."""
+    limit_changes.create(conn, checkfirst=True)
+
+
 #: version -> the step that brings a database of that version to the next one.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }
 
 

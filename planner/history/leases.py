@@ -7,6 +7,28 @@ takeover is a conditional ``UPDATE ... WHERE owner_id = <the holder we saw>``.
 
 The same functions keep the ``leaders`` table (the daemon that schedules a pipeline),
 which has the shape of ``leases``: pass ``table=leaders``.
+
+**Whose clock.** A lease's times (``acquired_at``, ``heartbeat_at``, ``expires_at``) and
+the "now" it is judged against come from one clock, the *lease clock* (:func:`lease_now`):
+
+* on PostgreSQL, the database server's ``clock_timestamp()``, read inside the
+  transaction (after the row lock is held). Every host that shares the database compares
+  against that one clock, so a host whose own clock is minutes off can neither take a
+  live lease nor keep one past its expiry. The caller's ``now`` is not used there;
+* on SQLite, the caller's ``now`` (the store's clock: the clock seam). A SQLite history
+  is a file on one host's filesystem, so every process that uses it reads the same
+  system clock; SQLite over NFS or another shared filesystem is not supported (its
+  locking is not reliable there either): several hosts share a PostgreSQL history.
+
+Tests move a :class:`~planner.clock.FakeClock` to expire a lease on SQLite; on PostgreSQL
+nothing can move the server's clock, so the contract tests use short lifetimes and wait
+them out for real (tests/history/test_leases.py), which is what proves expiry on the
+server's time.
+
+Expiry is judged by the lease clock only. A holder that cannot reach the database judges
+its own lease on its local monotonic clock instead (the run's heartbeat thread and the
+daemon's leadership): it counts itself gone a lifetime after it *sent* its last
+successful heartbeat, which is never later than the expiry the server stamped.
 """
 
 from __future__ import annotations
@@ -15,7 +37,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, delete, insert, select, update
+from sqlalchemy import Connection, Row, Table, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from planner.clock import ensure_utc
@@ -29,7 +51,9 @@ __all__ = [
     "heartbeat",
     "holder_process_alive",
     "holders",
+    "lease_now",
     "release",
+    "server_clock",
 ]
 
 #: Tells whether a lease holder on this host still runs (default: :func:`holder_process_alive`).
@@ -53,6 +77,21 @@ def holder_process_alive(holder: LeaseHolder) -> bool:
         return True
 
 
+def server_clock(conn: Connection) -> bool:
+    """Whether the database has a clock every host shares (PostgreSQL): then it is the
+    lease clock; else (SQLite: one host's file) the caller's clock is."""
+    return conn.dialect.name == "postgresql"
+
+
+def lease_now(conn: Connection, local: datetime) -> datetime:
+    """The lease clock's time (see the module docstring): the database server's
+    ``clock_timestamp()`` where there is one, else ``local`` (the caller's clock)."""
+    if server_clock(conn):
+        stamp = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return ensure_utc(stamp)
+    return ensure_utc(local)
+
+
 def acquire(
     conn: Connection,
     pipeline: str,
@@ -64,8 +103,10 @@ def acquire(
     table: Table = leases,
 ) -> LeaseResult:
     """Take the lease of ``pipeline`` if it is free, ours, expired, or its owner is gone
-    (in ``table``: ``leases``, or ``leaders``)."""
-    now = ensure_utc(now)
+    (in ``table``: ``leases``, or ``leaders``). ``now``: the caller's time, used only
+    where the lease clock is local (:func:`lease_now`)."""
+    local = now
+    now = lease_now(conn, local)
     mine = LeaseHolder(
         pipeline=pipeline,
         owner_id=owner.owner_id,
@@ -84,6 +125,9 @@ def acquire(
         ).one_or_none()
         if row is None:
             continue  # released between our insert and our read: try again
+        if server_clock(conn):  # judged when the row lock is ours (we may have waited)
+            now = lease_now(conn, local)
+            mine = _stamped(mine, now, ttl_s)
         held = _holder(row)
         if held.owner_id == owner.owner_id:
             refreshed = LeaseHolder(**{**vars(mine), "acquired_at": held.acquired_at})
@@ -111,8 +155,9 @@ def heartbeat(
     *,
     table: Table = leases,
 ) -> bool:
-    """Extend our lease; False when it is no longer ours."""
-    now = ensure_utc(now)
+    """Extend our lease to the lease clock's now + ``ttl_s``; False when it is no longer
+    ours. ``now``: the caller's time, used only where the lease clock is local."""
+    now = lease_now(conn, now)
     result = conn.execute(
         update(table)
         .where(table.c.pipeline == pipeline, table.c.owner_id == owner_id)
@@ -149,6 +194,12 @@ def holders(
     return {row.pipeline: _holder(row) for row in conn.execute(query)}
 
 
+def _stamped(holder: LeaseHolder, now: datetime, ttl_s: float) -> LeaseHolder:
+    expires = now + timedelta(seconds=ttl_s)
+    return LeaseHolder(**{**vars(holder), "acquired_at": now, "heartbeat_at": now,
+                          "expires_at": expires})  # fmt: skip
+
+
 def _holder(row: Row[Any]) -> LeaseHolder:
     return LeaseHolder(**row._asdict())
 
@@ -164,8 +215,9 @@ def _insert_if_absent(conn: Connection, holder: LeaseHolder, table: Table) -> bo
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+        # RETURNING: psycopg's rowcount of INSERT ... ON CONFLICT DO NOTHING is not 1
         stmt = pg_insert(table).values(values).on_conflict_do_nothing()
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt.returning(table.c.pipeline)).first() is not None
     try:
         with conn.begin_nested():
             conn.execute(insert(table).values(values))

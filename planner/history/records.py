@@ -7,7 +7,6 @@ Every datetime is timezone-aware UTC (a naive value handed in is taken to be UTC
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from planner.hosts import host_id
 from planner.status import AttemptStatus, RunStatus  # re-exported: the history's vocabulary
 
 __all__ = [
@@ -162,8 +162,9 @@ class LeaseOwner:
 
     @classmethod
     def here(cls, run_id: str | None = None) -> LeaseOwner:
-        """An owner for this process: a fresh token, this host name and pid."""
-        return cls(uuid.uuid4().hex, socket.gethostname(), os.getpid(), run_id)
+        """An owner for this process: a fresh token, this host's id
+        (:func:`planner.hosts.host_id`: ``$PLANNER_HOST_ID`` or the host name) and pid."""
+        return cls(uuid.uuid4().hex, host_id(), os.getpid(), run_id)
 
 
 @dataclass(frozen=True)

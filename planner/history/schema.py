@@ -9,7 +9,8 @@ Versions: 1 runs, attempts, leases, plans; 2 adds ``trained_models`` (the digest
 saved model, which the model registry checks before unpickling); 3 adds ``alerts`` and
 ``alert_deliveries`` (every alert fired, and each sink's delivery of it) and ``pauses``
 (memory-pressure pauses of runs); 4 adds ``leaders`` (the daemon that schedules each
-pipeline) and ``decisions`` (what the scheduler decided, when and why).
+pipeline) and ``decisions`` (what the scheduler decided, when and why); 5 adds
+``limit_changes`` (each change of a run's concurrency limit, with its reason).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ __all__ = [
     "decisions",
     "leaders",
     "leases",
+    "limit_changes",
     "meta",
     "metadata",
     "pauses",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 #: Bump on every change to the tables below (and teach the code to migrate or refuse).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Row ids: BIGINT on servers, INTEGER on SQLite so that it is the rowid (autoincrement).
 _RowId = BigInteger().with_variant(Integer(), "sqlite")
@@ -285,4 +287,21 @@ decisions = Table(
     Column("host", String(255)),
     Index("ix_decisions_pipeline_at", "pipeline", "at"),
     Index("ix_decisions_kind", "kind"),
+)
+
+#: One row per change of a run's concurrency limit: the starting limit (``from_limit``
+#: empty, reason ``start``), then every change an adaptive limit made, when and why, with
+#: the measurements behind it as a JSON document ``detail``. Added in version 5.
+limit_changes = Table(
+    "limit_changes",
+    metadata,
+    Column("id", _RowId, primary_key=True, autoincrement=True),
+    Column("run_id", String(64), nullable=False),
+    Column("pipeline", String(100), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("from_limit", Integer),
+    Column("to_limit", Integer, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("detail", Text, nullable=False, default="{}"),
+    Index("ix_limit_changes_run", "run_id"),
 )

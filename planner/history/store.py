@@ -26,18 +26,17 @@ from planner.history.alerts import AlertLog
 from planner.history.bulk import BulkInsert
 from planner.history.database import IMMEDIATE, ensure_schema, mask_url, open_engine, store_errors
 from planner.history.decisions import DecisionLog
-from planner.history.leaders import LeaderLog
+from planner.history.leaders import LeaderLog, LeaseLog
+from planner.history.limits import LimitLog
 from planner.history.location import history_url
 from planner.history.pauses import PauseLog
+from planner.history.reconnect import AttemptLookup
 from planner.history.records import (
     AttemptOutcome,
     AttemptRecord,
     AttemptStart,
     AttemptStatus,
     ImportResult,
-    LeaseHolder,
-    LeaseOwner,
-    LeaseResult,
     PlanRecord,
     RunRecord,
     RunStatus,
@@ -71,7 +70,9 @@ _FINISH_ATTEMPT = update(attempts).where(attempts.c.attempt_id == bindparam("b_a
 _RUN_STATUSES = frozenset(s.value for s in RunStatus)
 
 
-class HistoryStore(AlertLog, DecisionLog, LeaderLog, PauseLog, StatsLog):
+class HistoryStore(
+    AlertLog, AttemptLookup, DecisionLog, LeaseLog, LeaderLog, LimitLog, PauseLog, StatsLog
+):
     """Runs, attempts, leases, plans and alerts of every pipeline, in one database.
 
     ``HistoryStore(url)`` creates the schema if absent (safe when many processes open a
@@ -359,30 +360,6 @@ class HistoryStore(AlertLog, DecisionLog, LeaderLog, PauseLog, StatsLog):
 
         with self._read() as conn:
             return read_attempts(conn, pipeline=pipeline, since=since, until=until)
-
-    # -- leases ---------------------------------------------------------------------------
-
-    def acquire_lease(
-        self, pipeline: str, owner: LeaseOwner, ttl_s: float, now: datetime
-    ) -> LeaseResult:
-        """Take the lease of ``pipeline`` if free, ours, expired, or its holder died here."""
-        with self._write() as conn:
-            return lease_ops.acquire(conn, pipeline, owner, ttl_s=ttl_s, now=now, alive=self._alive)
-
-    def heartbeat(self, pipeline: str, owner_id: str, ttl_s: float, now: datetime) -> bool:
-        """Extend our lease to ``now + ttl_s``; False when we lost it."""
-        with self._write() as conn:
-            return lease_ops.heartbeat(conn, pipeline, owner_id, ttl_s, now)
-
-    def release_lease(self, pipeline: str, owner_id: str) -> None:
-        """Give our lease up (nothing happens when it is not ours)."""
-        with self._write() as conn:
-            lease_ops.release(conn, pipeline, owner_id)
-
-    def get_lease(self, pipeline: str) -> LeaseHolder | None:
-        """The lease row of ``pipeline`` (possibly expired), if any."""
-        with self._read() as conn:
-            return lease_ops.current(conn, pipeline)
 
     # -- plans ----------------------------------------------------------------------------
 

@@ -197,8 +197,9 @@ class HistoryCollector(Collector):
         for name, decision in self.store.last_decisions(self.pipelines, NEXT_START_KINDS).items():
             if decision.next_start is not None:
                 next_start.add_metric([name], decision.next_start.timestamp())
+        lease_now = self.store.lease_time(now)  # the server's time on PostgreSQL
         for name, holder in self.store.leaders(self.pipelines).items():
-            if holder.expires_at > now:
+            if holder.expires_at > lease_now:
                 leader.add_metric([name, holder.host, holder.owner_id], 1.0)
         return [next_start, leader]
 

@@ -12,6 +12,12 @@
 
 A fixed count is kept, with a warning for each resource it does not fit. :func:`what_if`
 predicts the run at other counts, with the same CPU and memory fits.
+
+Contention (:mod:`planner.planning.contention`): where the history shows how the tasks of
+the step that dominates the run slow down at higher counts, ``auto`` never goes past that
+step's knee; and the run at each count is scheduled with every task's duration stretched
+to that count (``durations`` may be a function of the count: ``count -> {step:
+durations}``).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import math
 import operator
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -33,9 +39,12 @@ __all__ = [
     "MIN_CPU_SHARE",
     "TASKS_PER_CORE",
     "ConcurrencyChoice",
+    "Durations",
+    "adaptive_range",
     "ceiling",
     "choose_concurrency",
     "cpu_limit",
+    "durations_at",
     "makespan_at",
     "memory_limit",
     "most_at_once",
@@ -76,6 +85,18 @@ class ConcurrencyChoice:
     widest: int | None = None
     ceiling: int | None = None
     auto: int | None = None
+    #: ``(step, knee)``: the dominant step's knee that ``auto`` keeps within (``None``:
+    #: no contention curve for it, today's rule).
+    contention: tuple[str, int] | None = None
+
+
+#: Durations per step, fixed or as a function of the count (stretched by contention).
+Durations = Mapping[str, Sequence[float]] | Callable[[int], Mapping[str, Sequence[float]]]
+
+
+def durations_at(durations: Durations, count: int) -> Mapping[str, Sequence[float]]:
+    """The durations per step at ``count`` tasks at once."""
+    return durations(count) if callable(durations) else durations
 
 
 def _spare_cores(cpu_count: int | None) -> int:
@@ -99,6 +120,18 @@ def ceiling(cpu_count: int | None) -> int:
     :data:`MIN_CEILING` (beyond it, processes, file handles and the services they call
     become the limit, which no CPU figure sees)."""
     return max(MIN_CEILING, TASKS_PER_CORE * (cpu_count or 1))
+
+
+def adaptive_range(
+    low: int | None, high: int | None, cpu_count: int | None, memory_fit: int | None
+) -> tuple[int, int]:
+    """``(min, ceiling)`` of an adaptive limit: ``low`` (default 1) to ``high`` (default
+    :func:`ceiling`), never above ``memory_fit`` (tasks that fit the free memory)."""
+    top = high or ceiling(cpu_count)
+    if memory_fit is not None:
+        top = min(top, memory_fit)
+    bottom = min(low or 1, top)
+    return bottom, max(top, bottom)
 
 
 def memory_limit(free_memory_mb: float | None, peak_mb_per_task: float | None) -> int | None:
@@ -219,8 +252,12 @@ def choose_concurrency(
     peak_mb_per_task: float | None,
     cpu_per_task: float | None = None,
     widest: int | None = None,
+    knee: tuple[str, int] | None = None,
 ) -> ConcurrencyChoice:
     """The concurrency for ``setting`` (an int, or ``"auto"``) on this machine.
+
+    ``knee``: ``(step, count)``, the knee of the step that dominates the run
+    (:func:`~planner.planning.contention.dominant_knee`), which ``auto`` never exceeds.
 
     ``cpu_per_task``: the cores one task keeps busy (:func:`run_cpu_share`; ``None``: one);
     ``widest``: the most tasks that can run at once (:func:`most_at_once`), which ``auto``
@@ -231,6 +268,10 @@ def choose_concurrency(
     by_mem = memory_limit(free_memory_mb, peak_mb_per_task)
     top = ceiling(cpu_count)
     auto = min(by_cpu, top, *(x for x in (by_mem, widest) if x is not None and x >= 1))
+    knee_text = None
+    if knee is not None:
+        knee_text = f"step {knee[0]} stops gaining past {knee[1]} at once (its contention)"
+        auto = min(auto, max(1, knee[1]))
     mem_text = (
         f"memory {free_memory_mb:.0f} MB free x {MEMORY_SHARE:g} / {peak_mb_per_task:.0f} MB "
         f"per task = {by_mem}"
@@ -252,8 +293,12 @@ def choose_concurrency(
         parts.append(mem_text)
         if widest is not None:
             parts.append(f"at most {widest} tasks can run at once")
+        if knee_text is not None:
+            parts.append(knee_text)
         rule = f"auto: {'; '.join(parts)} -> {auto}"
-        return ConcurrencyChoice(auto, rule, by_cpu, by_mem, (), cpu_per_task, widest, top, auto)
+        return ConcurrencyChoice(
+            auto, rule, by_cpu, by_mem, (), cpu_per_task, widest, top, auto, knee
+        )
     n = int(setting)
     warnings = []
     if n > by_cpu:
@@ -265,7 +310,7 @@ def choose_concurrency(
             f" MB fit ({mem_text})"
         )
     return ConcurrencyChoice(
-        n, f"fixed at {n}", by_cpu, by_mem, tuple(warnings), cpu_per_task, widest, top, auto
+        n, f"fixed at {n}", by_cpu, by_mem, tuple(warnings), cpu_per_task, widest, top, auto, knee
     )
 
 
@@ -287,17 +332,18 @@ def what_if_counts(chosen: int, limits: Iterable[int | None], widest: int) -> li
 
 def makespan_at(
     deps: Mapping[str, Sequence[str]],
-    durations: Mapping[str, Sequence[float]],
+    durations: Durations,
     count: int,
     memo: dict[int, float] | None = None,
 ) -> float:
     """The scheduled run at ``count`` slots, remembered in ``memo`` (by count)."""
     if memo is not None and count in memo:
         return memo[count]
+    at = durations_at(durations, count)
     if count == 1:  # one slot is never idle: the run is the sum of its tasks
-        value = float(sum(sum(durations.get(s, ())) for s in deps))
+        value = float(sum(sum(at.get(s, ())) for s in deps))
     else:
-        value = schedule_graph(deps, durations, count).makespan
+        value = schedule_graph(deps, at, count).makespan
     if memo is not None:
         memo[count] = value
     return value
@@ -305,7 +351,7 @@ def makespan_at(
 
 def what_if(
     deps: Mapping[str, Sequence[str]],
-    durations: Mapping[str, Sequence[float]],
+    durations: Durations,
     counts: Iterable[int],
     *,
     peak_mb_per_task: float | None,
@@ -339,7 +385,7 @@ def what_if(
 
 def smallest_fitting(
     deps: Mapping[str, Sequence[str]],
-    durations: Mapping[str, Sequence[float]],
+    durations: Durations,
     limit_s: float,
     widest: int,
     *,
@@ -352,14 +398,18 @@ def smallest_fitting(
     ``total / limit`` and ``total / (limit - chain)``. A count already in ``memo`` gives the
     first guess (its overhead over ``total / count``), so that usually two schedules settle
     it; else a binary search over the range does (the makespan falls almost monotonically
-    with the count).
+    with the count). Durations stretched by contention (a function of the count) are
+    never shorter than at one task at a time, so the lower end still holds; past a step's
+    peak the makespan rises again, and the search then finds a count that fits, not
+    always the smallest.
     """
     from planner.graph import critical_path
 
     memo = {} if memo is None else memo
     top = max(1, widest)
-    total = sum(sum(durations.get(s, ())) for s in deps)
-    chain, _ = critical_path(deps, {s: max(durations.get(s, ()), default=0.0) for s in deps})
+    alone = durations_at(durations, 1)
+    total = sum(sum(alone.get(s, ())) for s in deps)
+    chain, _ = critical_path(deps, {s: max(alone.get(s, ()), default=0.0) for s in deps})
     if chain > limit_s or limit_s <= 0:
         return None
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from planner.planning.contention import StepContention
+
 __all__ = [
     "IntervalDecision",
     "PastRun",
@@ -123,6 +125,9 @@ class WhatIf:
     memory_mb: float | None
     fits_cpu: bool = True
     fits_memory: bool = True
+    #: The same run without the slowdown of contention (every task as predicted at the
+    #: concurrency it was asked for); ``None`` when no step has a contention curve.
+    flat_makespan_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -183,3 +188,14 @@ class Plan:
     cpu_per_task: float | None = None
     #: The most tasks that can run at once (more slots than this are never used).
     widest: int | None = None
+    #: Per step of the plan, how its tasks slow down with concurrency and the evidence
+    #: (:class:`~planner.planning.contention.StepContention`; ``usl`` None: too little).
+    contention: Mapping[str, StepContention] = field(default_factory=dict)
+    #: One line per step with history but too little evidence of how it scales.
+    contention_notes: tuple[str, ...] = ()
+    #: Where ``concurrency: {max: adaptive}`` starts: the ``auto`` answer on this machine
+    #: (CPU, memory, the widest part of the run, and the dominant step's knee).
+    adaptive_start: int | None = None
+    #: Past this count no step of the run gains (the largest of the steps' throughput
+    #: peaks); ``None`` when a step has no curve or no peak: no hint, keep the ceiling.
+    adaptive_ceiling: int | None = None

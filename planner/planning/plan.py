@@ -18,13 +18,23 @@ from typing import Any
 from planner.config.models import Pipeline, Step
 from planner.gcpause import paused_gc
 from planner.planning.concurrency import (
+    ConcurrencyChoice,
+    adaptive_range,
     choose_concurrency,
     cpu_limit,
+    makespan_at,
     most_at_once,
     run_cpu_share,
     smallest_fitting,
     what_if,
     what_if_counts,
+)
+from planner.planning.contention import (
+    StepContention,
+    Stretched,
+    contention_json,
+    dominant_knee,
+    reference_stretch,
 )
 from planner.planning.estimate import estimate_run
 from planner.planning.interval import decide_interval
@@ -48,7 +58,7 @@ def provisional_concurrency(pipeline: Pipeline, override: int | None, cpu_count:
     """The concurrency to put in task queries before memory is known (override, fixed, CPU)."""
     if override is not None:
         return override
-    setting = pipeline.concurrency.max
+    setting = pipeline.concurrency.rule
     return setting if isinstance(setting, int) else cpu_limit(cpu_count)
 
 
@@ -59,15 +69,22 @@ def task_queries(
     concurrency: int,
     accounts: Sequence[str] | None = None,
     quantity: float | None = None,
+    step_concurrency: Mapping[str, int] | None = None,
 ) -> list[TaskQuery]:
-    """One query per task of ``steps``: per account for per-account steps, else one."""
+    """One query per task of ``steps``: per account for per-account steps, else one.
+
+    ``step_concurrency``: the concurrency to ask a step's tasks at, where it differs from
+    ``concurrency`` (a step with a contention curve is asked at the concurrency of its
+    latest runs, and the plan stretches from there)."""
     chosen = list(accounts) if accounts is not None else list(pipeline.account_list)
     queries = []
+    own = step_concurrency or {}
     for step in steps:
         amount = float(quantity if quantity is not None else step.quantity)
         params = dict(step.params)  # one mapping per step, shared by its tasks (read-only)
+        at = own.get(step.id, concurrency)
         for account in chosen if step.per_account else [None]:
-            queries.append(TaskQuery(step.id, account, amount, params, len(chosen), concurrency))
+            queries.append(TaskQuery(step.id, account, amount, params, len(chosen), at))
     return queries
 
 
@@ -86,6 +103,7 @@ def build_plan(
     current_start: datetime | None = None,
     warnings: Sequence[str] = (),
     misfire_grace_s: float | None = None,
+    contention: Mapping[str, StepContention] | None = None,
 ) -> Plan:
     """The plan of a run of ``steps`` whose tasks are ``queries`` estimated as ``estimates``.
 
@@ -96,6 +114,12 @@ def build_plan(
     The concurrency is :func:`~planner.planning.concurrency.choose_concurrency` with the
     run's CPU per task (the estimates' ``cpu_share`` weighted by their predicted seconds)
     and the most tasks that can run at once: the runner takes ``plan.concurrency``.
+
+    ``contention``: per step, how its tasks slow down with concurrency
+    (:mod:`planner.planning.contention`). A step with a curve has each task's estimate,
+    made at its query's ``concurrency``, stretched to the count it runs at (in the plan
+    and in the what-if table), and ``auto`` stays within the knee of the step with the most
+    predicted seconds.
     """
     if len(queries) != len(estimates):
         raise ValueError(f"{len(queries)} tasks but {len(estimates)} estimates")
@@ -114,21 +138,42 @@ def build_plan(
         begin += per_rank[r]
     all_predicted = list(map(_PREDICTED, estimates))
     all_bounds = list(map(max, map(_BOUND, estimates), all_predicted))
-    predicted = {i: list(map(all_predicted.__getitem__, per_step[i])) for i in ids}
-    bounds = {i: list(map(all_bounds.__getitem__, per_step[i])) for i in ids}
+    asked = {i: list(map(all_predicted.__getitem__, per_step[i])) for i in ids}
+    asked_bounds = {i: list(map(all_bounds.__getitem__, per_step[i])) for i in ids}
+    contention = {i: contention[i] for i in ids if i in contention} if contention else {}
+    curves = {i: c.usl for i, c in contention.items() if c.usl is not None}
+    stretched: Stretched | None = None
+    if curves:  # the concurrency each estimate was asked at (a default has none)
+        refs: dict[str, list[float | None]] = {
+            i: [
+                reference_stretch(
+                    contention[i], estimates[k].source, queries[k].concurrency, DEFAULT_SOURCE
+                )
+                for k in per_step[i]
+            ]
+            for i in curves
+        }
+        stretched = Stretched(asked, refs, curves)
+        stretched_bounds = Stretched(asked_bounds, refs, curves)
 
     peak = _memory_per_task(pipeline, estimates)
     cpu_share = run_cpu_share(map(_CPU, estimates), all_predicted)
-    widest = most_at_once(deps, {i: len(predicted[i]) for i in ids})
+    widest = most_at_once(deps, {i: len(asked[i]) for i in ids})
     choice = choose_concurrency(
-        concurrency if concurrency is not None else pipeline.concurrency.max,
+        concurrency if concurrency is not None else pipeline.concurrency.rule,
         cpu_count=cpu_count,
         free_memory_mb=free_memory_mb,
         peak_mb_per_task=peak,
         cpu_per_task=cpu_share,
         widest=widest,
+        knee=dominant_knee(contention, {i: sum(asked[i]) for i in ids}),
     )
     slots = choice.concurrency
+    if stretched is not None:
+        predicted = {i: list(v) for i, v in stretched(slots).items()}
+        bounds = {i: list(v) for i, v in stretched_bounds(slots).items()}
+    else:
+        predicted, bounds = asked, asked_bounds
     run, sched, bound_sched = estimate_run(
         deps,
         predicted,
@@ -186,13 +231,15 @@ def build_plan(
     counts = what_if_counts(slots, (choice.cpu_limit, choice.memory_limit), widest)
     memo = {slots: sched.makespan}
     cadence = pipeline.schedule.cadence
+    durations = predicted if stretched is None else stretched
     if cadence is not None and run.bound_s > cadence:  # which count would fit the cadence?
-        fit = smallest_fitting(deps, predicted, cadence / max(run.factor, 1.0), widest, memo=memo)
+        limit = cadence / max(run.factor, 1.0)
+        fit = smallest_fitting(deps, durations, limit, widest, memo=memo)
         if fit is not None:
             counts = sorted({*counts, fit})
     table = what_if(
         deps,
-        predicted,
+        durations,
         counts,
         peak_mb_per_task=peak,
         cpu_count=cpu_count,
@@ -200,6 +247,11 @@ def build_plan(
         cpu_per_task=cpu_share,
         memo=memo,
     )
+    if stretched is not None:  # beside each row: the same run without the slowdown
+        table = [
+            dataclasses.replace(w, flat_makespan_s=makespan_at(deps, asked, w.concurrency))
+            for w in table
+        ]
     interval = decide_interval(
         pipeline.schedule,
         run.bound_s,
@@ -217,12 +269,13 @@ def build_plan(
         steps=step_plans,
         tasks=tasks,
         free_memory_mb=free_memory_mb,
+        contention=contention,
     )
     return Plan(
         pipeline=pipeline.name,
         created_at=now,
         concurrency=slots,
-        concurrency_rule=choice.rule,
+        concurrency_rule=_rule(pipeline, concurrency, choice, cpu_count),
         run=run,
         steps=tuple(step_plans),
         tasks=tuple(tasks),
@@ -234,7 +287,42 @@ def build_plan(
         free_memory_mb=free_memory_mb,
         cpu_per_task=cpu_share,
         widest=widest,
+        contention=contention,
+        contention_notes=tuple(
+            c.describe() for c in contention.values() if c.usl is None and c.levels
+        ),
+        adaptive_start=choice.auto,
+        adaptive_ceiling=_adaptive_ceiling(contention, ids, widest),
     )
+
+
+def _rule(
+    pipeline: Pipeline, override: int | None, choice: ConcurrencyChoice, cpu_count: int | None
+) -> str:
+    """How the concurrency was chosen; for an adaptive limit, where it starts and its range."""
+    setting = pipeline.concurrency
+    if override is not None or not setting.adaptive:
+        return choice.rule
+    low, top = adaptive_range(setting.min, setting.ceiling, cpu_count, choice.memory_limit)
+    return (
+        f"adaptive: starts at {choice.concurrency}, then follows what the run measures, "
+        f"{low} to {top}; the start is {choice.rule}"
+    )
+
+
+def _adaptive_ceiling(
+    contention: Mapping[str, StepContention], ids: Sequence[str], widest: int
+) -> int | None:
+    """The largest of the steps' best counts (past it no step gains), within the widest
+    part of the run; ``None`` when a step has no curve or its curve no peak."""
+    best = []
+    for i in ids:
+        found = contention.get(i)
+        count = found.usl.best_count() if found is not None and found.usl is not None else None
+        if count is None:
+            return None
+        best.append(count)
+    return min(max(best), widest) if best else None
 
 
 _STEP = operator.attrgetter("step")
@@ -377,12 +465,24 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
                 "concurrency": w.concurrency,
                 "makespan_s": _round(w.makespan_s),
                 "memory_mb": _round(w.memory_mb),
+                "without_contention_s": _round(w.flat_makespan_s),
             }
             for w in plan.what_if
         ],
+        "contention": {s.step: contention_json(plan.contention.get(s.step)) for s in plan.steps},
+        "contention_warnings": list(plan.contention_notes),
+        "adaptive": {"start": plan.adaptive_start, "ceiling": plan.adaptive_ceiling},
         "recommendations": [_rec_json(r.as_dict()) for r in plan.recommendations],
     }
 
 
 def _rec_json(rec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in rec.items()}
+    return {k: _rec_number(v) if isinstance(v, float) else v for k, v in rec.items()}
+
+
+def _rec_number(value: float) -> float:
+    """3 decimals; a figure under 0.01 (a contention curve's kappa) keeps 3 significant
+    digits instead of becoming 0."""
+    if value != 0 and abs(value) < 0.01:
+        return float(f"{value:.3g}")
+    return round(value, 3)

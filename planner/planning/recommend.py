@@ -4,16 +4,18 @@ Every rule reads the plan's figures and, when it applies, says what to change an
 much: a run that overruns its cadence (which concurrency fits, within what memory, or which
 cadence would; "fits" is the CPU fit at the run's measured CPU per task and the memory
 fit, as ``auto`` uses them), a concurrency that does not fit the machine or gains nothing,
-a cadence mostly idle, a single task that sets a step's makespan, tasks estimated without
-history, and a run bound that is not calibrated yet.
+a cadence mostly idle, how far each step gains from running more tasks at once (where the
+history shows its contention), a single task that sets a step's makespan, tasks estimated
+without history, and a run bound that is not calibrated yet.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from planner.planning.concurrency import ConcurrencyChoice
+from planner.planning.contention import StepContention
 from planner.planning.estimate import MIN_CALIBRATION_RUNS
 from planner.planning.model import (
     DEFAULT_SOURCE,
@@ -50,6 +52,7 @@ def recommend(
     steps: Sequence[StepPlan],
     tasks: Sequence[TaskPlan],
     free_memory_mb: float | None,
+    contention: Mapping[str, StepContention] | None = None,
 ) -> list[Recommendation]:
     """The recommendations for a plan, most important first."""
     out: list[Recommendation] = []
@@ -96,6 +99,7 @@ def recommend(
         for w in choice.warnings
     )
     out.extend(_no_gain(choice, what_if))
+    out.extend(_contention(contention or {}))
     out.extend(_dominant_tasks(steps, tasks, run))
     defaults = [t for t in tasks if t.source == DEFAULT_SOURCE]
     if defaults:
@@ -203,6 +207,33 @@ def _no_gain(choice: ConcurrencyChoice, what_if: Sequence[WhatIf]) -> list[Recom
             },
         )
     ]
+
+
+def _contention(contention: Mapping[str, StepContention]) -> list[Recommendation]:
+    """Per step with a contention curve: up to which count it gains (its knee)."""
+    out = []
+    for step, found in contention.items():
+        usl = found.usl
+        if usl is None:
+            continue
+        peak = usl.peak
+        out.append(
+            Recommendation(
+                found.describe(),
+                "contention",
+                {
+                    "step": step,
+                    "knee": usl.knee(),
+                    "peak": None if peak is None else round(peak, 1),
+                    "sigma": float(f"{usl.sigma:.3g}"),
+                    "kappa": float(f"{usl.kappa:.3g}"),
+                    "levels": len(found.levels),
+                    "attempts": sum(found.attempts),
+                    "r2": None if found.r2 is None else round(found.r2, 2),
+                },
+            )
+        )
+    return out
 
 
 def _dominant_tasks(

@@ -78,7 +78,8 @@ def overview(
       elapsed share of the time from the start to the ETA; without an ETA, the share of
       tasks done) and ``remaining_s`` (to the ETA); else ``null``;
     - ``last_run_fit``: the last run's duration against its plan: ``within_prediction``,
-      ``within_bound``, ``over_bound`` (``null``: no duration or no plan);
+      ``within_bound``, ``over_bound`` (``null``: no duration, no plan, or a plan made
+      only of default estimates, the first run's);
     - ``alerts``: ``{"open", "critical", "warning", "info", "undelivered", "since"}``: the
       alerts fired since the newest run started (the running one, else the last), the
       ones that still concern what the pipeline is doing; ``undelivered`` counts those with
@@ -107,7 +108,7 @@ def _with_live(store: HistoryStore, row: dict[str, Any], now: datetime) -> dict[
     return {
         **row,
         "progress": progress,
-        "last_run_fit": _fit(row["last_run"]),
+        "last_run_fit": _fit(store, row["pipeline"], row["last_run"]),
         "alerts": _alert_counts(alerts, since),
     }
 
@@ -132,14 +133,25 @@ def _progress(store: HistoryStore, run_id: str, now: datetime) -> dict[str, Any]
     return document
 
 
-def _fit(last: dict[str, Any] | None) -> str | None:
+def _fit(store: HistoryStore, pipeline: str, last: dict[str, Any] | None) -> str | None:
     if last is None or last["duration_s"] is None or last["predicted_s"] is None:
         return None
+    if _only_defaults(store, pipeline, last["run_id"]):
+        return None  # planned at the default estimate: there was no prediction to meet
     if last["duration_s"] <= last["predicted_s"]:
         return "within_prediction"
     if last["bound_s"] is not None and last["duration_s"] <= last["bound_s"]:
         return "within_bound"
     return "over_bound"
+
+
+def _only_defaults(store: HistoryStore, pipeline: str, run_id: str) -> bool:
+    """Whether every task of the run's stored plan was at the default estimate."""
+    from planner.planning.model import DEFAULT_SOURCE
+
+    stored = store.plans(pipeline, limit=1, run_id=run_id)
+    tasks: list[dict[str, Any]] = (stored[0].document.get("tasks") or []) if stored else []
+    return bool(tasks) and all(t.get("source") == DEFAULT_SOURCE for t in tasks)
 
 
 def _alert_counts(alerts: Sequence[AlertRecord], since: datetime | None) -> dict[str, Any]:

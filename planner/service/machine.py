@@ -2,16 +2,20 @@
 
 Planning never reads the machine itself: a front end asks a :class:`MachineProbe` (the
 service handle holds one) and hands the :class:`MachineState` to planning as a value.
-Tests and what-if questions use :class:`FixedMachine`.
+Tests and what-if questions use :class:`FixedMachine`; a run on a Dask cluster plans for
+the cluster (:class:`DaskMachine`).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["FixedMachine", "LocalMachine", "MachineProbe", "MachineState"]
+if TYPE_CHECKING:
+    from planner.execution.dask.executor import DaskExecutor
+
+__all__ = ["DaskMachine", "FixedMachine", "LocalMachine", "MachineProbe", "MachineState"]
 
 
 @dataclass(frozen=True)
@@ -54,3 +58,31 @@ class FixedMachine:
 
     def read(self) -> MachineState:
         return self.state
+
+
+class DaskMachine:
+    """A Dask cluster as the machine, read through its executor (connecting, and waiting
+    for a first worker, as the executor does: :class:`~planner.errors.ClusterError` when
+    there is none in time).
+
+    Cores: the cluster's slots (the sum of the workers' threads) plus one, because
+    ``auto`` concurrency keeps one core of the machine for the runner (``cores - 1``),
+    and the runner does not run on the workers; so ``auto`` at one core per task is the
+    slot count. Free memory: the workers' ``memory_limit`` minus what they hold now
+    (unknown when a worker has no limit). No load average.
+    """
+
+    def __init__(self, executor: DaskExecutor) -> None:
+        self.executor = executor
+
+    def read(self) -> MachineState:
+        state = self.executor.cluster()
+        free = None
+        if state.memory_limit > 0:
+            free = max(0, state.memory_limit - state.memory_used) / 2**20
+        return MachineState(cpu_count=state.slots + 1, free_memory_mb=free, load_avg=None)
+
+    @property
+    def slots(self) -> int:
+        """The cluster's slots now (the most tasks it runs at once)."""
+        return self.executor.cluster().slots

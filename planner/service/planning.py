@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from planner.config import Pipeline
     from planner.execution import TaskKey
     from planner.history import HistoryStore
+    from planner.learning.predictor import Predictor
     from planner.planning.model import PastRun, Plan, TaskEstimate, TaskQuery
     from planner.service.instance import Instance
 
@@ -64,8 +65,14 @@ def make_plan(
 ) -> Plan:
     """The plan of a run of ``pipeline`` starting at ``request.current_start`` (default now).
 
-    ``frame``: the pipeline's attempts when the caller has already read them."""
+    ``frame``: the pipeline's attempts when the caller has already read them.
+
+    Each step's contention (how its durations grow with concurrency,
+    :func:`~planner.learning.contention.fit_contention`) is fitted from the same frame; a
+    step with a curve is asked at the concurrency of its latest runs and the plan stretches
+    its tasks to the count they run at; ``plan.contention`` keeps every step's evidence."""
     from planner.config import select_steps
+    from planner.learning.contention import fit_contention
     from planner.planning.plan import build_plan, provisional_concurrency, task_queries
 
     request = request or PlanRequest()
@@ -79,19 +86,27 @@ def make_plan(
     if request.quantity is not None and request.quantity < 0:
         raise UsageError("--quantity", f"must be >= 0, got {request.quantity:g}")
     machine = instance.machine.read()
+    if frame is None:
+        frame = instance.store.attempts_frame(pipeline=pipeline.name)
+    predictor = _predictor(instance, pipeline, frame)
+    contention = fit_contention(frame, growth=predictor.growth)
     queries = task_queries(
         pipeline,
         chosen,
         concurrency=provisional_concurrency(pipeline, request.concurrency, machine.cpu_count),
         accounts=request.accounts,
         quantity=request.quantity,
+        step_concurrency={
+            step: found.reference
+            for step, found in contention.items()
+            if found.usl is not None and found.reference is not None
+        },
     )
     if request.tasks is not None:
         wanted = {(k.step, k.account) for k in request.tasks}
         queries = [q for q in queries if (q.step, q.account) in wanted]
-    if frame is None:
-        frame = instance.store.attempts_frame(pipeline=pipeline.name)
-    estimates, warnings = estimate_tasks(instance, pipeline, queries, frame, now=moment)
+    estimates = list(predictor.predict(queries, moment))
+    warnings = [*predictor.warnings, *predictor.extrapolations]
     return build_plan(
         pipeline,
         chosen,
@@ -105,6 +120,7 @@ def make_plan(
         current_start=request.current_start,
         warnings=warnings,
         misfire_grace_s=request.misfire_grace_s,
+        contention=contention,
     )
 
 
@@ -129,9 +145,16 @@ def estimate_tasks(
 ) -> tuple[list[TaskEstimate], list[str]]:
     """Estimates for ``queries`` (model, else baselines, else the default) and the
     predictor's warnings."""
+    predictor = _predictor(instance, pipeline, frame)
+    estimates = list(predictor.predict(queries, now))
+    return estimates, [*predictor.warnings, *predictor.extrapolations]
+
+
+def _predictor(instance: Instance, pipeline: Pipeline, frame: pd.DataFrame) -> Predictor:
+    """The pipeline's predictor on ``frame`` (the live model, else the baselines)."""
     from planner.learning.predictor import Predictor
 
-    predictor = Predictor.load(
+    return Predictor.load(
         instance.models_dir,
         pipeline.name,
         frame,
@@ -140,8 +163,6 @@ def estimate_tasks(
         default_s=DEFAULT_TASK_S,
         size_params={step.id: step.size for step in pipeline.steps if step.size},
     )
-    estimates = list(predictor.predict(queries, now))
-    return estimates, [*predictor.warnings, *predictor.extrapolations]
 
 
 def past_runs(store: HistoryStore, pipeline: str) -> list[PastRun]:

@@ -11,13 +11,20 @@ plans exactly those tasks, and turns the plan into the runner's directives:
 
 :meth:`RunSession.execute` runs it; the plan is stored with the run's id as soon as the
 run exists, so prediction error can be followed run by run.
+
+Where tasks run: the pipeline's ``executor`` section, or the one given (``--executor``
+wins over the file). On a Dask cluster (:func:`build_executor`) the plan is made for the
+cluster (:class:`~planner.service.machine.DaskMachine`: its slots and its workers'
+memory), ``auto`` concurrency never exceeds the cluster's slots (more would only queue
+on the scheduler, and count the queueing as run time), and the executor stops the run
+through the runner's control when the scheduler connection is lost.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from planner.planning.model import DEFAULT_SOURCE
@@ -25,7 +32,10 @@ from planner.service.planning import PlanRequest, make_plan, save_plan
 
 if TYPE_CHECKING:
     from planner.config import Pipeline
+    from planner.config.models import Executor as ExecutorSettings
     from planner.execution import (
+        AdaptiveBounds,
+        Executor,
         PreparedRun,
         RunDirectives,
         Runner,
@@ -33,12 +43,13 @@ if TYPE_CHECKING:
         RunRequest,
         RunResult,
     )
+    from planner.execution.control import RunControl
     from planner.monitoring.delivery import AlertDispatcher
     from planner.planning.model import Plan
     from planner.service.instance import Instance
     from planner.service.monitor import RunMonitor
 
-__all__ = ["RunOutcome", "RunSession", "directives_for", "prepare_run"]
+__all__ = ["RunOutcome", "RunSession", "build_executor", "directives_for", "prepare_run"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +60,11 @@ class RunOutcome:
     plan: Plan
 
 
-def directives_for(pipeline: Pipeline, plan: Plan) -> tuple[RunDirectives, list[str]]:
-    """What ``plan`` tells the runner, and one-line notes for the operator."""
+def directives_for(
+    pipeline: Pipeline, plan: Plan, *, cpu_count: int | None = None
+) -> tuple[RunDirectives, list[str]]:
+    """What ``plan`` tells the runner, and one-line notes for the operator (``cpu_count``:
+    the machine's cores, for the default ceiling of an adaptive limit)."""
     from planner.execution import RunDirectives, TaskKey
 
     auto_steps = {s.id for s in pipeline.steps if s.timeout == "auto"}
@@ -83,8 +97,29 @@ def directives_for(pipeline: Pipeline, plan: Plan) -> tuple[RunDirectives, list[
             f"timeout: auto: {sum(no_timeout.values())} task(s) of step(s) {_steps(no_timeout)}"
             " have no history and run without a timeout"
         )
-    directives = RunDirectives(concurrency=plan.concurrency, priority=priority, timeouts=timeouts)
+    directives = RunDirectives(
+        concurrency=plan.concurrency,
+        priority=priority,
+        timeouts=timeouts,
+        adaptive=adaptive_bounds(pipeline, plan, cpu_count),
+    )
     return directives, notes
+
+
+def adaptive_bounds(pipeline: Pipeline, plan: Plan, cpu_count: int | None) -> AdaptiveBounds | None:
+    """Where an adaptive limit starts (the plan's ``auto`` answer) and stays: ``min``
+    (default 1) to ``ceiling`` (default 8 per core, at least 16), never above the memory
+    fit at the tasks' peak memory; ``None`` unless ``concurrency: {max: adaptive}``."""
+    from planner.execution.adaptive import AdaptiveBounds
+    from planner.planning.concurrency import adaptive_range, memory_limit
+
+    setting = pipeline.concurrency
+    if not setting.adaptive:
+        return None
+    fit = memory_limit(plan.free_memory_mb, plan.memory_per_task_mb)
+    low, top = adaptive_range(setting.min, setting.ceiling, cpu_count, fit)
+    start = plan.adaptive_start or plan.concurrency
+    return AdaptiveBounds(start=start, min=low, ceiling=top)
 
 
 def _steps(counts: Counter[str]) -> str:
@@ -111,7 +146,8 @@ class RunSession:
         self.runner = runner
         self.prepared = prepared
         self.plan = plan
-        self.directives, notes = directives_for(pipeline, plan)
+        cpu_count = instance.machine.read().cpu_count
+        self.directives, notes = directives_for(pipeline, plan, cpu_count=cpu_count)
         #: One-line notes for the operator: plan warnings, tasks without history.
         self.notes: list[str] = [*plan.warnings, *notes]
         #: Watches the run against this plan (ETA, alerts) when monitoring is on.
@@ -157,11 +193,31 @@ class RunSession:
                 self.prepared, directives=self.directives, on_created=store_plan
             )
         finally:
+            self.runner.executor.close()  # (idempotent: also when the run never started)
             if self.monitor is not None:
                 self.monitor.close()
             if self._dispatcher is not None:  # pending deliveries get a bounded time
                 self._dispatcher.close()
         return RunOutcome(result=result, plan=self.plan)
+
+
+def build_executor(
+    settings: ExecutorSettings, control: RunControl, *, sample_interval: float = 0.25
+) -> Executor | None:
+    """The executor ``settings`` describe (``None``: the runner's local default); a Dask
+    executor is not connected yet."""
+    if settings.kind == "local":
+        return None
+    from planner.execution.dask.executor import DaskExecutor
+
+    assert settings.address is not None  # (validated)
+    return DaskExecutor(
+        settings.address,
+        connect_timeout=settings.connect_timeout,
+        worker_wait_s=settings.worker_wait,
+        sample_interval=sample_interval,
+        control=control,
+    )
 
 
 def prepare_run(
@@ -170,20 +226,70 @@ def prepare_run(
     request: RunRequest,
     *,
     observer: RunObserver | None = None,
+    executor: ExecutorSettings | None = None,
 ) -> RunSession:
-    """Resolve what ``request`` runs and plan it (nothing is written yet)."""
-    from planner.execution import Runner
+    """Resolve what ``request`` runs and plan it (nothing is written yet); ``executor``:
+    where tasks run (default: the pipeline's ``executor``). Raises
+    :class:`~planner.errors.ClusterError` when a Dask cluster has no worker in time."""
+    from planner.execution import RunControl, Runner
+    from planner.service.instance import Instance as InstanceType
+    from planner.service.machine import DaskMachine
 
-    runner = Runner(pipeline, instance.store, request, clock=instance.clock, observer=observer)
-    prepared = runner.prepare()
-    plan = make_plan(
-        instance,
-        pipeline,
-        PlanRequest(
-            steps=[s.id for s in prepared.steps],
-            accounts=list(prepared.accounts),
-            concurrency=request.concurrency,
-            tasks=prepared.tasks,
-        ),
+    control = RunControl()
+    tasks_on = build_executor(
+        executor or pipeline.executor, control, sample_interval=request.sample_interval
     )
-    return RunSession(instance, pipeline, runner, prepared, plan)
+    runner = Runner(
+        pipeline,
+        instance.store,
+        request,
+        clock=instance.clock,
+        observer=observer,
+        executor=tasks_on,
+        control=control,
+    )
+    prepared = runner.prepare()
+    planner_of = instance
+    machine: DaskMachine | None = None
+    if tasks_on is not None:
+        from planner.execution.dask.executor import DaskExecutor
+
+        assert isinstance(tasks_on, DaskExecutor)
+        machine = DaskMachine(tasks_on)
+        planner_of = InstanceType(
+            instance.store, instance.models_dir, clock=instance.clock, machine=machine
+        )
+    try:
+        plan = make_plan(
+            planner_of,
+            pipeline,
+            PlanRequest(
+                steps=[s.id for s in prepared.steps],
+                accounts=list(prepared.accounts),
+                concurrency=request.concurrency,
+                tasks=prepared.tasks,
+            ),
+        )
+        session = RunSession(instance, pipeline, runner, prepared, plan)
+        if machine is not None:
+            _cap_at_slots(session, machine.slots)
+    except BaseException:
+        if tasks_on is not None:
+            tasks_on.close()
+        raise
+    return session
+
+
+def _cap_at_slots(session: RunSession, slots: int) -> None:
+    """An ``auto`` concurrency above the cluster's slots is cut to them (a count the
+    operator or the file set is kept)."""
+    wanted = session.directives.concurrency
+    explicit = session.runner.request.concurrency is not None or isinstance(
+        session.pipeline.concurrency.max, int
+    )
+    if explicit or wanted is None or wanted <= slots:
+        return
+    session.directives = replace(session.directives, concurrency=slots)
+    session.notes.append(
+        f"concurrency: the plan's {wanted} cut to the Dask cluster's {slots} slot(s)"
+    )

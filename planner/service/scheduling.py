@@ -18,12 +18,12 @@ Every decision is a :class:`NextStart`; :func:`record` stores it (table ``decisi
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from planner import defaults
+from planner.hosts import host_id
 from planner.status import DecisionKind
 from planner.units import format_duration
 
@@ -154,15 +154,19 @@ def resume(
 
 
 def active_run(instance: Instance, pipeline: str) -> LeaseHolder | None:
-    """The lease of a run of ``pipeline`` that still holds it, if any: unexpired, and (on
-    this host) its process alive. An expired lease or a dead holder's is free: the next
-    run takes it over and marks that run ``abandoned``."""
+    """The lease of a run of ``pipeline`` that still holds it, if any: unexpired on the
+    lease clock (the database server's on PostgreSQL), and, when it names this host
+    (:func:`~planner.hosts.host_id`), its process alive. An expired lease or a dead
+    holder's is free: the next run takes it over and marks that run ``abandoned``. A
+    holder on another host is judged by its expiry alone: its processes cannot be seen
+    from here."""
     from planner.history.leases import holder_process_alive
 
-    holder = instance.store.get_lease(pipeline)
-    if holder is None or holder.expires_at <= instance.clock.now():
+    store = instance.store
+    holder = store.get_lease(pipeline)
+    if holder is None or holder.expires_at <= store.lease_time(instance.clock.now()):
         return None
-    if holder.host == socket.gethostname() and not holder_process_alive(holder):
+    if holder.host == host_id() and not holder_process_alive(holder):
         return None
     return holder
 
@@ -221,5 +225,5 @@ def record(
         interval_s=interval_s,
         detail=detail,
         owner_id=owner_id,
-        host=socket.gethostname(),
+        host=host_id(),
     )

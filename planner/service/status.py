@@ -12,7 +12,8 @@ seconds rounded to the millisecond)::
      "last_decision": {"kind", "at", "reason"} | null}
 
 - ``leader``: the daemon that schedules the pipeline (its ``leaders`` row, expired or
-  not; ``alive`` while ``expires_at`` is after ``now``);
+  not; ``alive`` while ``expires_at`` is after the lease clock's now: the database
+  server's time on PostgreSQL, where the row's times come from, else ``now``);
 - ``state``: ``running`` while a run of the pipeline has status ``running`` and holds the
   pipeline's run lease, not expired (``run_id`` names it; ``null`` otherwise); else
   ``deferred`` when the newest decision about it is of kind ``deferred``; else ``idle``;
@@ -66,6 +67,7 @@ def pipeline_status(
         newest = store.last_decisions(names)
     if not names:
         return []
+    now = store.lease_time(now)  # lease rows are judged on their own clock
     scheduled = store.last_decisions(names, NEXT_START_KINDS)
     recent = {name: store.list_runs(name, limit=2) for name in names}
     active = {name: _active_run(store, runs, now) for name, runs in recent.items()}

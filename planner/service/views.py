@@ -217,7 +217,26 @@ def show_document(
     kind = run_kinds(store.list_runs(record.pipeline), pipeline).get(run_id)
     run = run_summary(record, task_counts(records), prediction, kind, note=notes)
     run["pauses"] = store.pauses_for_run(run_id)  # memory pressure (memory_pressure)
+    run["limit_changes"] = limit_changes(store, record)
     return {"run": run, "attempts": [attempt_document(a, note=notes) for a in records]}
+
+
+def limit_changes(store: HistoryStore, record: RunRecord) -> list[dict[str, Any]]:
+    """The run's concurrency limit over time, ``{at, from, to, reason}`` oldest first; the
+    first entry is the limit it started with (``from`` None, reason ``start``). A run
+    recorded before limits were (schema 4 and older) had its concurrency throughout."""
+    from planner.history.limits import START_REASON
+
+    changes = store.limit_changes(record.run_id)
+    if not changes and record.concurrency is not None:
+        return [
+            {"at": _iso(record.started_at), "from": None, "to": record.concurrency,
+             "reason": START_REASON}
+        ]  # fmt: skip
+    return [
+        {"at": _iso(c["at"]), "from": c["from"], "to": c["to"], "reason": c["reason"]}
+        for c in changes
+    ]
 
 
 def runs_document(

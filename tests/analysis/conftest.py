@@ -6,40 +6,29 @@ sleeps ``quantity x 0.02`` s and fails once for a2 in the first run (retried), `
 sleeps 0.05 s. It runs four times with its quantities scaled; its third run starts while a
 run of pipeline ``other`` (one 2 s task) holds that pipeline, so the two overlap, and the
 daemon's word for it is recorded: a deferred start of ``other`` (found through
-``service.scheduling``, as the daemon finds it) and a refused start of ``tiny``.
+``service.scheduling``, as the daemon finds it) and a refused start of ``tiny``. The
+pipelines and the runs are the dashboard's (``tests/dashboard_history.py``), with a fourth
+account and a slow one.
 """
 
 from __future__ import annotations
 
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
-from planner.config import Pipeline, load_pipeline
-from planner.execution import RunRequest
+from planner.config import load_pipeline
 from planner.service import Instance
 from planner.service.demo import scaled
-from planner.service.running import prepare_run
-from planner.service.scheduling import active_run, deferred, record, refused
-
-SLEEP = (
-    "import sys, time; q, a = float(sys.argv[1]), sys.argv[2]; "
-    "time.sleep(q * (0.06 if a == 'a3' else 0.02))"
+from tests.dashboard_history import (
+    OVERLAPPING_RUN,
+    SCALES,
+    overlapping_runs,
+    run_once,
+    write_pipelines,
 )
-FLAKY = (
-    "import os, sys, time; q, a, d = float(sys.argv[1]), sys.argv[2], sys.argv[3]; "
-    "time.sleep(q * 0.02); flag = os.path.join(d, 'failed-' + a); "
-    "first = a == 'a2' and not os.path.exists(flag); "
-    "first and open(flag, 'w').close(); sys.exit(1 if first else 0)"
-)
-SCALES = (0.6, 1.0, 1.4, 1.0)
-OVERLAPPING_RUN = 2  # the index of tiny's run that overlaps other's
 
 
 @dataclass(frozen=True)
@@ -53,91 +42,20 @@ class SmallHistory:
     other_run: str
 
 
-def _write(folder: Path) -> tuple[Path, Path]:
-    state = folder / "state"
-    py = sys.executable
-    tiny = {
-        "name": "tiny",
-        "accounts": ["a1", "a2", "a3", "a4"],
-        "state_dir": str(state),
-        "concurrency": {"max": 2},
-        "retry_policies": {
-            "again": {"on": {"default": {"max_retries": 1, "backoff": "fixed", "base": "0.05s"}}}
-        },
-        "steps": [
-            {
-                "id": "prep",
-                "per_account": True,
-                "quantity": 5,
-                "command": [py, "-c", SLEEP, "{quantity}", "{account}"],
-            },
-            {
-                "id": "work",
-                "per_account": True,
-                "depends_on": ["prep"],
-                "quantity": 5,
-                "retry": "again",
-                "command": [py, "-c", FLAKY, "{quantity}", "{account}", str(folder)],
-            },
-            {
-                "id": "sum",
-                "depends_on": ["work"],
-                "command": [py, "-c", "import time; time.sleep(0.05)"],
-            },
-        ],
-    }
-    other = {
-        "name": "other",
-        "state_dir": str(state),
-        "concurrency": {"max": 1},
-        "steps": [{"id": "long", "command": [py, "-c", "import time; time.sleep(2.0)"]}],
-    }
-    paths = folder / "tiny.yaml", folder / "other.yaml"
-    for path, raw in zip(paths, (tiny, other), strict=True):
-        path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    return paths
-
-
-def _run(pipeline: Pipeline, url: str) -> str:
-    with Instance.for_pipeline(pipeline, db=url) as instance:
-        outcome = prepare_run(instance, pipeline, RunRequest()).execute()
-    return outcome.result.run_id
-
-
 @pytest.fixture(scope="session")
 def small_history(tmp_path_factory: pytest.TempPathFactory) -> SmallHistory:
     folder = tmp_path_factory.mktemp("analysis-history")
-    tiny_file, other_file = _write(folder)
+    tiny_file, other_file = write_pipelines(folder, accounts=4, slow="a3", other_s=2.0)
     tiny, other = load_pipeline(tiny_file), load_pipeline(other_file)
     url = f"sqlite:///{folder / 'state' / 'history.db'}"
     runs: list[str] = []
-    other_ids: list[str] = []
+    other_run = ""
     for index, scale in enumerate(SCALES):
-        if index != OVERLAPPING_RUN:
-            runs.append(_run(scaled(tiny, scale), url))
-            continue
-        thread = threading.Thread(target=lambda: other_ids.append(_run(other, url)))
-        thread.start()
-        with Instance.for_pipeline(other, db=url) as instance:
-            deadline = time.monotonic() + 20
-            while (holder := active_run(instance, "other")) is None:
-                assert time.monotonic() < deadline, "the run of other never took its lease"
-                time.sleep(0.02)
-            later = deferred(other, holder, now=datetime.now(UTC))
-            record(
-                instance,
-                "other",
-                later.kind,
-                later.reason,
-                run_id=later.run_id,
-                next_start=later.at,
-                interval_s=later.interval_s,
-                detail=later.detail,
-            )
-            no = refused(tiny, "bad pipeline file", now=datetime.now(UTC))
-            record(instance, "tiny", no.kind, no.reason, next_start=no.at, interval_s=no.interval_s)
-        runs.append(_run(scaled(tiny, scale), url))
-        thread.join()
+        if index == OVERLAPPING_RUN:
+            run_id, other_run = overlapping_runs(scaled(tiny, scale), other, url)
+            runs.append(run_id)
+        else:
+            runs.append(run_once(scaled(tiny, scale), url))
     with Instance.for_pipeline(tiny, db=url) as instance:
         instance.store.record_alert(
             pipeline="tiny",
@@ -153,4 +71,4 @@ def small_history(tmp_path_factory: pytest.TempPathFactory) -> SmallHistory:
             bound_s=0.25,
             sinks=("log",),
         )
-    return SmallHistory(url, tiny_file, other_file, tuple(runs), other_ids[0])
+    return SmallHistory(url, tiny_file, other_file, tuple(runs), other_run)

@@ -423,7 +423,7 @@ BAD_DATABASES: dict[str, tuple[Callable[[Path], str], str]] = {
     "random-bytes": (_random_bytes, "file is not a database"),
     "schema-99": (
         _unknown_version,
-        "the history has schema version 99; this planner knows versions up to 4: upgrade planner "
+        "the history has schema version 99; this planner knows versions up to 5: upgrade planner "
         "to read it",
     ),
     "unreachable-server": (

@@ -5,7 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("pandas", "sklearn", "scipy", "numpy", "sqlalchemy", "joblib", "rich", "apscheduler")
+HEAVY = (
+    "pandas",
+    "sklearn",
+    "scipy",
+    "numpy",
+    "sqlalchemy",
+    "joblib",
+    "rich",
+    "apscheduler",
+    "dask",
+    "distributed",
+)
 
 
 def test_cli_parser_imports_no_heavy_library() -> None:

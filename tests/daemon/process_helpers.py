@@ -229,17 +229,19 @@ class Site:
         self.pipeline_file.write_text(yaml.safe_dump(data, sort_keys=False))
         return self.pipeline_file
 
-    def start(self, name: str, *extra: str) -> DaemonProcess:
-        """``planner daemon`` on the site's pipeline and history, JSON lines."""
+    def start(self, name: str, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        """``planner daemon`` on the site's pipeline and history, JSON lines; ``env``:
+        more environment (``PLANNER_HOST_ID``, ``PLANNER_LEASE_TTL``: its runs inherit
+        them). A PostgreSQL URL goes in ``$PLANNER_DB``, never on the command line."""
         log_path = self.root / f"daemon-{name}.log"
+        server = not self.db_url.startswith("sqlite")
         argv = [
             sys.executable,
             "-m",
             "planner",
             "daemon",
             str(self.pipeline_file),
-            "--db",
-            self.db_url,
+            *([] if server else ["--db", self.db_url]),
             "--leader-ttl",
             f"{LEADER_TTL_S:g}s",
             "--retrain",
@@ -249,9 +251,14 @@ class Site:
             "--log-json",
             *extra,
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("PLANNER_")}
+        environ["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO), environ.get("PYTHONPATH")])
+        )
+        environ["PYTHONUNBUFFERED"] = "1"
+        if server:
+            environ["PLANNER_DB"] = self.db_url
+        environ.update(env or {})
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 argv,
@@ -259,7 +266,7 @@ class Site:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.root,
-                env=env,
+                env=environ,
                 start_new_session=True,
             )
         daemon = DaemonProcess(name, proc, log_path)
@@ -358,6 +365,30 @@ class Site:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+
+def freeze_host(daemon: DaemonProcess, root: Path) -> list[psutil.Process]:
+    """A host stops dead: SIGSTOP ``daemon``, and every ``planner run`` of the site and its
+    tasks (all on that host: the test gives each daemon its own host id), so that their
+    rows in the history stay as their last write left them; :func:`kill_frozen` ends
+    them. Processes of other daemons' runs must not be running then."""
+    victims = [psutil.Process(daemon.pid)]
+    for run in run_children(root).values():
+        with contextlib.suppress(psutil.Error):
+            victims += [run, *run.children(recursive=True)]
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.suspend()
+    return victims
+
+
+def kill_frozen(daemon: DaemonProcess, victims: list[psutil.Process]) -> None:
+    """SIGKILL what :func:`freeze_host` stopped, and reap the daemon."""
+    for proc in victims:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    daemon.proc.wait(timeout=10)
+    psutil.wait_procs(victims, timeout=10)
 
 
 def _kill_group(pid: int) -> None:

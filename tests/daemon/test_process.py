@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -25,6 +26,8 @@ from tests.daemon.process_helpers import (
     PIPELINE,
     DaemonProcess,
     Site,
+    freeze_host,
+    kill_frozen,
     run_children,
     wait_for,
 )
@@ -300,3 +303,136 @@ def test_sighup_keeps_the_loaded_pipeline_when_the_file_breaks_and_reloads_a_val
     site.assert_stopped_cleanly(daemon)
     runs = site.assert_runs_sane()
     assert all(r.status == "succeeded" for r in runs), site.describe()
+
+
+# -- 6: several hosts on one PostgreSQL history ---------------------------------------------
+
+LEASE_TTL_S = 4.0
+
+
+def _connections(url: str) -> dict[str, int]:
+    """application_name -> open connections to the site's database (each planner process
+    names itself ``planner <host id> <pid>``)."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    parsed = make_url(url)
+    conninfo = f"host={parsed.host} port={parsed.port} user={parsed.username} dbname=postgres"
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT application_name, count(*) FROM pg_stat_activity WHERE datname = %s "
+            "GROUP BY application_name",
+            (parsed.database,),
+        ).fetchall()
+    return {str(name): int(n) for name, n in rows}
+
+
+@pytest.mark.postgres
+def test_three_daemons_on_three_hosts_one_leader_and_a_dead_hosts_run_is_abandoned_after_expiry(
+    pg_fresh_url: str, tmp_path: Path
+) -> None:
+    """Three ``planner daemon`` processes with distinct ``PLANNER_HOST_ID``s (three hosts
+    to one another: none can see another's processes) on one PostgreSQL history. One leads;
+    its host dies during a run (the daemon, its ``planner run`` and the task, SIGKILL).
+    Another daemon takes the leadership once it expired, never sooner; the dead host's run
+    holds its lease until that expires too, and is then taken over ``abandoned`` by the
+    next run, which starts after it. No two runs overlap; each run was started once."""
+    site = Site(tmp_path, db_url=pg_fresh_url)
+    peak: dict[str, int] = {}
+
+    def sample() -> None:
+        for name, n in _connections(pg_fresh_url).items():
+            peak[name] = max(peak.get(name, 0), n)
+
+    try:
+        site.write_pipeline([0.3, 0.3, 30.0, 0.3])
+        trio = [
+            site.start(h, env={"PLANNER_HOST_ID": f"host-{h}", "PLANNER_LEASE_TTL": "4s"})
+            for h in ("a", "b", "c")
+        ]
+        for daemon in trio:
+            daemon.first()
+
+        def the_leader() -> DaemonProcess | None:
+            sample()
+            leading = [d for d in trio if d.find("leader", "now leads it")]
+            return leading[0] if len(leading) == 1 else None
+
+        leader = wait_for("one daemon to lead", the_leader, 45, context=site.describe)
+        row = site.store.leaders([PIPELINE])[PIPELINE]
+        assert row.owner_id == leader.owner and row.host == f"host-{leader.name}", row
+
+        def long_run_going() -> bool:
+            sample()
+            return site.counter() >= 3 and site.runs()[-1].status == "running"
+
+        wait_for("the third run's 30 s step", long_run_going, 90, context=site.describe)
+        dead_run = site.runs()[-1]
+        assert dead_run.host == f"host-{leader.name}", dead_run
+
+        frozen = freeze_host(leader, site.root)
+        dead_leader = site.store.leaders([PIPELINE])[PIPELINE]  # as its last beat left it
+        dead_lease = site.store.get_lease(PIPELINE)
+        kill_frozen(leader, frozen)
+        assert dead_leader.owner_id == leader.owner
+        assert dead_lease is not None and dead_lease.run_id == dead_run.run_id
+        others = [d for d in trio if d is not leader]
+
+        def new_leader() -> DaemonProcess | None:
+            sample()
+            took = [d for d in others if d.find("leader", "took over")]
+            return took[0] if took else None
+
+        heir = wait_for("another daemon to take over", new_leader, LEADER_TTL_S + 15)
+        took = heir.find("leader", "took over")[0]
+        assert f"host-{leader.name} pid {leader.pid}: expired" in took["text"], took
+        row = site.store.leaders([PIPELINE])[PIPELINE]
+        assert row.owner_id == heir.owner
+        assert row.acquired_at >= dead_leader.expires_at  # only once it expired (server time)
+
+        def abandoned() -> Any:
+            sample()
+            run = site.store.get_run(dead_run.run_id)
+            return run if run is not None and run.status == "abandoned" else None
+
+        gone = wait_for(
+            "the dead host's run to be abandoned",
+            abandoned,
+            LEASE_TTL_S + 30,
+            context=site.describe,
+        )
+        # taken over only after its lease expired: not by process checks across hosts
+        assert gone.finished_at is not None and gone.finished_at >= dead_lease.expires_at
+        (attempt,) = site.store.attempts_for_run(dead_run.run_id)
+        assert attempt.status == "interrupted" and attempt.finished_at is not None
+
+        def next_run() -> Any:
+            sample()
+            after = [r for r in site.succeeded() if r.started_at > dead_run.started_at]
+            return after[0] if after else None
+
+        later = wait_for("a run after the dead one", next_run, 45, context=site.describe)
+        assert later.started_at >= gone.finished_at >= dead_lease.expires_at
+        assert later.host == f"host-{heir.name}"
+        # while the dead run held its lease, the heir deferred (or planned after it)
+        assert heir.find("deferred") or not [
+            e for e in heir.find("started") if _at(e) < dead_lease.expires_at
+        ], heir.tail()
+
+        # the record: no two runs overlap; each started once by one daemon; one leader
+        runs = site.assert_runs_sane()
+        started = [e["run_id"] for d in trio for e in d.find("started")]
+        assert len(started) == len(set(started)), started
+        assert {r.run_id for r in runs} <= set(started)
+        third = next(d for d in others if d is not heir)
+        assert not third.find("leader", "now leads it") and not third.find("started")
+        assert {r.status for r in runs} == {"succeeded", "abandoned"}, site.describe()
+        assert heir.stop() == 0, heir.tail()
+        assert third.stop() == 0, third.tail()
+        site.assert_stopped_cleanly(heir)
+    finally:
+        site.cleanup()  # before the database is dropped (and its connections counted)
+    planner = {name: n for name, n in peak.items() if name.startswith("planner ")}
+    assert planner, peak
+    assert max(planner.values()) <= 8, peak  # pool_size 4 + max_overflow 4
+    print(f"\npeak connections per process: {sorted(planner.items())}")

@@ -36,7 +36,8 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
     code, out, err = cli("run", str(pipeline), "--json", cwd=tmp_path)
     assert code == 1, err
     doc = json.loads(out)
-    assert set(doc) == {"run", "attempts"} and set(doc["run"]) == RUN_KEYS | {"pauses"}
+    assert set(doc) == {"run", "attempts"}
+    assert set(doc["run"]) == RUN_KEYS | {"pauses", "limit_changes"}
     assert doc["run"]["status"] == "failed" and doc["run"]["tasks"] == {"failed": 1, "succeeded": 2}
     for attempt in doc["attempts"]:
         assert set(attempt) == ATTEMPT_KEYS
@@ -47,6 +48,9 @@ def test_run_runs_show_json_and_exit_codes(tmp_path: Path) -> None:
                     ("bad", None, 9, "default", "boom\n")}  # fmt: skip
     # the run's own plan: three tasks at the 60 s default (no history yet), one at a time
     assert doc["run"]["predicted_s"] == 180.0 and doc["run"]["concurrency"] == 1
+    (start,) = doc["run"]["limit_changes"]  # a fixed limit: only where it started
+    assert (start["from"], start["to"], start["reason"]) == (None, 1, "start")
+    assert ISO.match(start["at"])
     run_id = doc["run"]["run_id"]
 
     code, out, _ = cli("run", str(pipeline), "--steps", "ok", "--accounts", "b", "--json",

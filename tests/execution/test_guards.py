@@ -63,6 +63,47 @@ def test_twenty_processes_at_once_make_exactly_one_run(tmp_path: Path) -> None:
             assert "nothing was started" in last
 
 
+@pytest.mark.postgres
+def test_eight_simultaneous_runs_on_postgresql_make_exactly_one_run(
+    tmp_path: Path, pg_fresh_url: str
+) -> None:
+    """Eight ``planner run`` processes at once on one PostgreSQL history that has no schema
+    yet, each as another host (its own ``PLANNER_HOST_ID`` and state dir: no shared file
+    lock), the URL in ``$PLANNER_DB``: exactly one run; seven refusals naming it."""
+    release = tmp_path / "release"
+    step = {"id": "hold", "command": ["sh", "-c", f"while [ ! -e {release} ]; do sleep 0.02; done"]}
+    files = [write(tmp_path / f"host{i}" / "p.yaml", state_dir="state", steps=[step])
+             for i in range(8)]  # fmt: skip
+    procs = [
+        planner_cli("run", str(f), "--quiet", cwd=tmp_path,
+                    env={"PLANNER_DB": pg_fresh_url, "PLANNER_HOST_ID": f"host-{i}"})
+        for i, f in enumerate(files)
+    ]  # fmt: skip
+    try:
+        wait_for(lambda: sum(p.poll() is not None for p in procs) >= 7, 120, "7 refusals")
+        release.write_text("go")
+        outcomes = [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    codes = sorted(code for code, _, _ in outcomes)
+    assert codes == [0] + [3] * 7, outcomes
+    with HistoryStore(pg_fresh_url) as store:
+        (run,) = store.list_runs()
+        assert run.status == "succeeded" and run.host is not None
+        assert run.host.startswith("host-")
+        assert store.get_lease("guarded") is None
+        (attempt,) = store.attempts_for_run(run.run_id)
+        assert attempt.host == run.host  # the host id is what the history records
+    for code, _, err in outcomes:
+        if code == 3:
+            last = err.strip().splitlines()[-1]
+            assert run.run_id in last and "nothing was started" in last, err
+            assert f"owner {run.host} pid" in last, err
+
+
 def test_sigkilled_run_is_taken_over(tmp_path: Path) -> None:
     go = tmp_path / "go"
     pipeline_file = write(

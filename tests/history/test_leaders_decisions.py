@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from planner.history import DecisionRecord, HistoryStore, LeaseOwner, TakeoverReason
 
-from .conftest import T0
+from .conftest import T0, LeaseClock
 
 
 def dead_pid() -> int:
@@ -23,31 +23,40 @@ def dead_pid() -> int:
 # -- leaders ------------------------------------------------------------------------------
 
 
-def test_a_free_leadership_is_taken_and_a_second_daemon_refused(store: HistoryStore) -> None:
+#: The leadership lifetime of these tests: about a second, waited out on PostgreSQL.
+TTL = 1.2
+
+
+def test_a_free_leadership_is_taken_and_a_second_daemon_refused(
+    leased: tuple[HistoryStore, LeaseClock],
+) -> None:
+    store, clock = leased
     first = LeaseOwner("daemon-1", "host-a", os.getpid())
-    got = store.acquire_leader("nightly", first, 60, T0)
+    got = store.acquire_leader("nightly", first, TTL)
     assert got.acquired and got.previous is None and got.reason is None
-    assert got.holder.expires_at == T0 + timedelta(seconds=60)
+    t0 = got.holder.acquired_at
+    assert got.holder.expires_at == t0 + timedelta(seconds=TTL)
     assert got.holder.run_id is None
 
     second = LeaseOwner("daemon-2", "host-b", 4242)
-    refused = store.acquire_leader("nightly", second, 60, T0 + timedelta(seconds=59))
+    clock.wait(TTL / 4)
+    refused = store.acquire_leader("nightly", second, TTL)
     assert not refused.acquired
     assert (refused.holder.owner_id, refused.holder.host) == ("daemon-1", "host-a")
     # the leader asking again keeps it, and its acquisition time
-    again = store.acquire_leader("nightly", first, 60, T0 + timedelta(seconds=30))
-    assert again.acquired and again.holder.acquired_at == T0
-    assert again.holder.expires_at == T0 + timedelta(seconds=90)
+    again = store.acquire_leader("nightly", first, TTL)
+    assert again.acquired and again.holder.acquired_at == t0
+    assert again.holder.expires_at == again.holder.heartbeat_at + timedelta(seconds=TTL)
     # another pipeline is independent
-    assert store.acquire_leader("hourly", second, 60, T0).acquired
+    assert store.acquire_leader("hourly", second, TTL).acquired
     assert list(store.leaders()) == ["hourly", "nightly"]
 
 
 def test_leaders_and_run_leases_are_separate_tables(store: HistoryStore) -> None:
     daemon = LeaseOwner("daemon-1", "host-a", os.getpid())
     run = LeaseOwner("run-owner", "host-a", os.getpid(), "run-1")
-    assert store.acquire_leader("nightly", daemon, 60, T0).acquired
-    assert store.acquire_lease("nightly", run, 60, T0).acquired  # not blocked by the leader
+    assert store.acquire_leader("nightly", daemon, 60).acquired
+    assert store.acquire_lease("nightly", run, 60).acquired  # not blocked by the leader
     assert store.get_lease("nightly").run_id == "run-1"  # type: ignore[union-attr]
     assert store.leaders()["nightly"].owner_id == "daemon-1"
     assert not store.release_leader("nightly", "run-owner")  # a lease owner is no leader
@@ -55,55 +64,64 @@ def test_leaders_and_run_leases_are_separate_tables(store: HistoryStore) -> None
     assert store.get_lease("nightly") is not None  # the run's lease stays
 
 
-def test_heartbeat_extends_and_release_frees(store: HistoryStore) -> None:
+def test_heartbeat_extends_and_release_frees(leased: tuple[HistoryStore, LeaseClock]) -> None:
+    store, clock = leased
     owner = LeaseOwner("daemon-1", "host-a", os.getpid())
-    assert store.acquire_leader("nightly", owner, 60, T0).acquired
-    later = T0 + timedelta(seconds=50)
-    assert store.heartbeat_leader("nightly", "daemon-1", 60, later)
+    first = store.acquire_leader("nightly", owner, TTL).holder
+    clock.wait(TTL * 0.75)
+    assert store.heartbeat_leader("nightly", "daemon-1", TTL)
     row = store.leaders(["nightly"])["nightly"]
-    assert (row.heartbeat_at, row.expires_at) == (later, later + timedelta(seconds=60))
-    assert not store.heartbeat_leader("nightly", "someone-else", 60, later)
-    assert not store.heartbeat_leader("hourly", "daemon-1", 60, later)
+    assert row.heartbeat_at >= first.acquired_at + timedelta(seconds=TTL * 0.75)
+    assert row.expires_at == row.heartbeat_at + timedelta(seconds=TTL)
+    assert not store.heartbeat_leader("nightly", "someone-else", TTL)
+    assert not store.heartbeat_leader("hourly", "daemon-1", TTL)
 
     assert not store.release_leader("nightly", "someone-else")
     assert store.release_leader("nightly", "daemon-1")
     assert not store.release_leader("nightly", "daemon-1")  # gone already
     assert store.leaders() == {}
     other = LeaseOwner("daemon-2", "host-b", 7)
-    assert store.acquire_leader("nightly", other, 60, later).acquired
+    assert store.acquire_leader("nightly", other, TTL).acquired
 
 
-def test_an_expired_leader_is_taken_over_and_loses_its_heartbeat(store: HistoryStore) -> None:
+def test_an_expired_leader_is_taken_over_and_loses_its_heartbeat(
+    leased: tuple[HistoryStore, LeaseClock],
+) -> None:
+    store, clock = leased
     old = LeaseOwner("daemon-1", "host-b", 1)
-    assert store.acquire_leader("nightly", old, 60, T0).acquired
+    held = store.acquire_leader("nightly", old, TTL).holder
     new = LeaseOwner("daemon-2", "host-a", os.getpid())
-    assert not store.acquire_leader("nightly", new, 60, T0 + timedelta(seconds=59)).acquired
-    took = store.acquire_leader("nightly", new, 60, T0 + timedelta(seconds=60))
+    assert not store.acquire_leader("nightly", new, TTL).acquired
+    clock.wait(TTL + 0.1)
+    took = store.acquire_leader("nightly", new, TTL)
     assert took.acquired and took.reason is TakeoverReason.EXPIRED
+    assert took.holder.acquired_at >= held.expires_at
     assert took.previous is not None and took.previous.owner_id == "daemon-1"
-    assert not store.heartbeat_leader("nightly", "daemon-1", 60, T0 + timedelta(seconds=61))
+    assert not store.heartbeat_leader("nightly", "daemon-1", TTL)
     assert store.leaders()["nightly"].owner_id == "daemon-2"
 
 
 def test_a_dead_leader_on_this_host_is_replaced_at_once(store: HistoryStore) -> None:
     gone = dead_pid()
     dying = LeaseOwner("daemon-1", "host-a", gone)
-    assert store.acquire_leader("nightly", dying, 3600, T0).acquired
+    assert store.acquire_leader("nightly", dying, 3600).acquired
     elsewhere = LeaseOwner("daemon-3", "host-b", os.getpid())
-    soon = T0 + timedelta(seconds=1)
-    assert not store.acquire_leader("nightly", elsewhere, 60, soon).acquired
+    assert not store.acquire_leader("nightly", elsewhere, 60).acquired
     here = LeaseOwner("daemon-2", "host-a", os.getpid())
-    took = store.acquire_leader("nightly", here, 60, soon)
+    took = store.acquire_leader("nightly", here, 60)
     assert took.acquired and took.reason is TakeoverReason.OWNER_DEAD
     assert took.previous is not None and took.previous.pid == gone
 
 
-def test_leaders_lists_expired_rows_and_filters(store: HistoryStore) -> None:
+def test_leaders_lists_expired_rows_and_filters(leased: tuple[HistoryStore, LeaseClock]) -> None:
+    store, clock = leased
     for name in ("a", "b", "c"):
-        store.acquire_leader(name, LeaseOwner(f"d-{name}", "h", os.getpid()), 10, T0)
+        store.acquire_leader(name, LeaseOwner(f"d-{name}", "h", os.getpid()), 0.2)
+    clock.wait(0.3)
     rows = store.leaders()
     assert list(rows) == ["a", "b", "c"]
-    assert all(r.expires_at == T0 + timedelta(seconds=10) for r in rows.values())
+    assert all(r.expires_at == r.acquired_at + timedelta(seconds=0.2) for r in rows.values())
+    assert all(r.expires_at < clock.now() for r in rows.values())  # expired, still listed
     assert list(store.leaders(["c", "a", "missing"])) == ["a", "c"]
     assert store.leaders([]) == {}
 

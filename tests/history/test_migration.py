@@ -55,6 +55,7 @@ _ADDED_IN = {
     2: ("trained_models",),
     3: ("alert_deliveries", "alerts", "pauses"),
     4: ("decisions", "leaders"),
+    5: ("limit_changes",),
 }
 CURRENT = str(SCHEMA_VERSION)
 
@@ -96,9 +97,9 @@ def _make_version_1(url: str) -> None:
     assert not _has_table(url, "trained_models")
 
 
-def test_this_code_is_version_4_and_migrates_from_1_2_and_3() -> None:
-    assert SCHEMA_VERSION == 4
-    assert sorted(MIGRATIONS) == [1, 2, 3]
+def test_this_code_is_version_5_and_migrates_from_1_to_4() -> None:
+    assert SCHEMA_VERSION == 5
+    assert sorted(MIGRATIONS) == [1, 2, 3, 4]
 
 
 def test_a_version_1_history_is_migrated_and_keeps_its_data(store_url: str) -> None:
@@ -148,7 +149,7 @@ def test_a_version_3_history_is_migrated_to_4_and_keeps_its_data(store_url: str)
     _make_version(store_url, 3)
     store = HistoryStore(store_url)
     try:
-        assert _version(store_url) == "4"
+        assert _version(store_url) == CURRENT
         assert _has_table(store_url, "leaders") and _has_table(store_url, "decisions")
         run = store.get_run("r1")
         assert run is not None and run.status == "succeeded"
@@ -164,7 +165,33 @@ def test_a_version_3_history_is_migrated_to_4_and_keeps_its_data(store_url: str)
     finally:
         store.close()
     HistoryStore(store_url).close()
-    assert _version(store_url) == "4"
+    assert _version(store_url) == CURRENT
+
+
+def test_a_version_4_history_is_migrated_to_5_and_keeps_its_data(store_url: str) -> None:
+    _make_version(store_url, 4)
+    assert not _has_table(store_url, "limit_changes")
+    store = HistoryStore(store_url)
+    try:
+        assert _version(store_url) == "5"
+        run = store.get_run("r1")
+        assert run is not None and run.status == "succeeded"
+        assert [a.duration_s for a in store.attempts_for_run("r1")] == [12.5]
+        assert store.limit_changes("r1") == []
+        store.record_limit_change("r1", "etl", at=T0, from_limit=None, to_limit=2, reason="start")
+        store.record_limit_change(
+            "r1", "etl", at=T0, from_limit=2, to_limit=4, reason="it paid", detail={"x": 1.5}
+        )
+        changes = store.limit_changes("r1")
+        assert [(c["from"], c["to"], c["reason"]) for c in changes] == [
+            (None, 2, "start"),
+            (2, 4, "it paid"),
+        ]
+        assert changes[1]["detail"] == {"x": 1.5} and changes[0]["at"] == T0
+    finally:
+        store.close()
+    HistoryStore(store_url).close()
+    assert _version(store_url) == "5"
 
 
 def test_a_newer_or_unknown_version_is_still_refused(store_url: str) -> None:

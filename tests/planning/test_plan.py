@@ -109,6 +109,9 @@ def test_plan_json_shape_and_grouping() -> None:
         "what_if",
         "recommendations",
         "warnings",
+        "contention",
+        "contention_warnings",
+        "adaptive",
     }
     assert set(doc["run"]) == {"predicted_s", "bound_s", "critical_path"}
     assert doc["concurrency"] == 4

@@ -26,6 +26,9 @@ PLAN_KEYS = {
     "what_if",
     "recommendations",
     "warnings",
+    "contention",
+    "contention_warnings",
+    "adaptive",
 }
 
 
@@ -67,8 +70,17 @@ def test_plan_json_on_real_history(
     assert doc["run"]["bound_s"] >= doc["run"]["predicted_s"]
     assert doc["interval_s"] == pytest.approx(3600.0)  # the 1 h cadence exceeds the bound
     assert {tuple(sorted(w)) for w in doc["what_if"]} == {
-        ("concurrency", "makespan_s", "memory_mb")
+        ("concurrency", "makespan_s", "memory_mb", "without_contention_s")
     }
+    # every attempt ran at concurrency 2: one level, no curve, and the plan says so
+    assert doc["contention"] == {"1": None, "2": None}
+    assert doc["contention_warnings"] == [
+        "step 1: not enough history at different concurrencies to tell how it scales "
+        "(seen at 1 level: 2 (20 attempts)); using the CPU rule",
+        "step 2: not enough history at different concurrencies to tell how it scales "
+        "(seen at 1 level: 2 (5 attempts)); using the CPU rule",
+    ]
+    assert all(w["without_contention_s"] is None for w in doc["what_if"])
     assert all(isinstance(r["text"], str) for r in doc["recommendations"])
     with HistoryStore(url) as store:
         assert store.plans("nightly") == []  # planning stores nothing unless asked

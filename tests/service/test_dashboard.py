@@ -74,6 +74,8 @@ def test_the_overview_is_planner_status_with_progress_fit_and_alerts(
         else "over_bound"
     )
     assert tiny["last_run_fit"] == fit
+    assert other["last_run"]["predicted_s"] is not None
+    assert other["last_run_fit"] is None  # its only run was planned at the default estimate
     # both alerts concern the last run: one failed on the webhook, one still pending
     assert tiny["alerts"] == {
         "open": 2,

@@ -137,6 +137,32 @@ def test_a_run_page_draws_a_bar_per_attempt_and_shows_failures(
     assert "limit-changes" not in html  # no adaptive concurrency yet: no section
 
 
+def test_a_run_whose_limit_adapted_shows_each_change(
+    client: TestClient, dashboard_history: DashboardHistory
+) -> None:
+    from datetime import timedelta
+
+    from planner.history import HistoryStore
+
+    run_id = dashboard_history.other_run
+    with HistoryStore(dashboard_history.url) as store:
+        run = store.get_run(run_id)
+        assert run is not None
+        for i, (old, new, why) in enumerate([(1, 4, "it paid <x4>"), (4, 2, "it did not")]):
+            at = run.started_at + timedelta(seconds=i + 1)
+            store.record_limit_change(
+                run_id, run.pipeline, at=at, from_limit=old, to_limit=new, reason=why
+            )
+    doc = client.get(f"/api/runs/{run_id}").json()
+    assert [(c["from"], c["to"]) for c in doc["run"]["limit_changes"]] == [
+        (None, 1), (1, 4), (4, 2)
+    ]  # fmt: skip
+    html = get(client, f"/runs/{run_id}")
+    table = texts(html, "limit-changes")[0]
+    assert "it paid <x4>" in table and "it did not" in table  # escaped text, read back
+    assert "&lt;x4&gt;" in html and "1 → 4 → 2" in html
+
+
 def test_every_run_of_tiny_has_its_page(
     client: TestClient, dashboard_history: DashboardHistory
 ) -> None:
