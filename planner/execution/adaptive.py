@@ -18,11 +18,15 @@ How it moves (hill climbing with a multiplicative start, as TCP's slow start and
 Crawlee's ``AutoscaledPool``; the decrease as AIMD's):
 
 - *growing*: once a level has its evidence (``ceil(n / 2)`` tasks, at least one, started
-  and finished at that level, with the level really used), the limit doubles while each
-  step pays, that is while ``X`` rose by at least a third of what the added tasks could
-  give (``X(2n) / X(n) - 1 >= 1/3 x (2n/n - 1)``). With the CPU saturated (at least 90 %
-  busy, or a load above 1.5 per core) it grows by one instead of doubling. A step that
-  does not pay is undone: back to the best level measured, and *steady*.
+  and finished at that level, with the level really used), the limit grows x4
+  (:data:`GROWTH`) while each step pays, that is while ``X`` rose by at least a third of
+  what the added tasks could give (``X(4n) / X(n) - 1 >= 1/3 x (4 - 1)``). Tasks that keep
+  a core busy (their CPU seconds per second, measured) grow only up to what the cores
+  hold, and by one at a time when the CPU is saturated (at least 90 % busy, or a load
+  above 1.5 per core); tasks that mostly wait are not held back by other programs' load.
+  A step that does not pay is undone to the count that was really being served,
+  ``n x base stretch / stretch(n)`` (Little's law: 16 tasks that each took twice as long
+  kept about 8 in service), never below the last level that paid; then *steady*.
 - *steady*: the level is watched on its latest tasks. Every probe period (three median
   task durations, at least 10 s, doubling after each probe that failed, up to 16 times)
   it tries a quarter more (at least one); a probe that pays is kept and growing resumes.
@@ -34,10 +38,10 @@ Crawlee's ``AutoscaledPool``; the decrease as AIMD's):
   memory, would pass it.
 
 On waiting-bound tasks (a remote service, a database, sleeps) the CPU stays idle, the
-stretch stays at its base until the remote side saturates, so the limit doubles up to
+stretch stays at its base until the remote side saturates, so the limit grows x4 up to
 that point, overshoots once, measures that the overshoot only stretched the tasks, and
-settles on the best level. On CPU-bound tasks the stretch grows as soon as the tasks
-outnumber the cores, the CPU is saturated, so the limit stops near the core count.
+settles on what was served. On CPU-bound tasks the stretch grows as soon as the tasks
+outnumber the cores and their CPU share caps growth, so the limit stops near the cores.
 """
 
 from __future__ import annotations

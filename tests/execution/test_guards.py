@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from datetime import datetime, timedelta
@@ -31,6 +32,27 @@ def write(path: Path, **raw: object) -> Path:
     return path
 
 
+def _one_holds_the_rest_refused(
+    procs: list[subprocess.Popen[str]], release: Path
+) -> list[tuple[int, str, str]]:
+    """Wait until all but one of ``procs`` have exited (refused), let the holder's task
+    end by writing ``release``, and return every ``(exit code, stdout, stderr)``."""
+    try:
+        refusals = len(procs) - 1
+        wait_for(
+            lambda: sum(p.poll() is not None for p in procs) >= refusals,
+            120,
+            f"{refusals} refusals",
+        )
+        release.write_text("go")
+        return [(p.wait(timeout=60), *p.communicate()) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
 def test_twenty_processes_at_once_make_exactly_one_run(tmp_path: Path) -> None:
     """Half share a state dir (file lock), half have their own (only the lease guards)."""
     release = tmp_path / "release"
@@ -41,15 +63,7 @@ def test_twenty_processes_at_once_make_exactly_one_run(tmp_path: Path) -> None:
         write(tmp_path / f"own{i}" / "p.yaml", state_dir="state", steps=[step]) for i in range(10)
     ]
     procs = [planner_cli("run", str(f), "--db", db, "--quiet", cwd=tmp_path) for f in files]
-    try:
-        wait_for(lambda: sum(p.poll() is not None for p in procs) >= 19, 120, "19 refusals")
-        release.write_text("go")
-        outcomes = [(p.wait(timeout=60), *p.communicate()) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    outcomes = _one_holds_the_rest_refused(procs, release)
     codes = sorted(code for code, _, _ in outcomes)
     assert codes == [0] + [3] * 19, outcomes
     with HistoryStore(db) as store:
@@ -79,15 +93,7 @@ def test_eight_simultaneous_runs_on_postgresql_make_exactly_one_run(
                     env={"PLANNER_DB": pg_fresh_url, "PLANNER_HOST_ID": f"host-{i}"})
         for i, f in enumerate(files)
     ]  # fmt: skip
-    try:
-        wait_for(lambda: sum(p.poll() is not None for p in procs) >= 7, 120, "7 refusals")
-        release.write_text("go")
-        outcomes = [(p.wait(timeout=60), *p.communicate()) for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    outcomes = _one_holds_the_rest_refused(procs, release)
     codes = sorted(code for code, _, _ in outcomes)
     assert codes == [0] + [3] * 7, outcomes
     with HistoryStore(pg_fresh_url) as store:
@@ -335,7 +341,6 @@ def test_a_run_that_loses_its_lease_stops(tmp_path: Path) -> None:
 def test_takeover_stops_a_task_the_dead_run_never_recorded(tmp_path: Path) -> None:
     """A runner SIGKILLed between spawn and its start row leaves a process no row names:
     its PLANNER_RUN_ID still marks it, and the takeover on this host stops it."""
-    import subprocess
     import sys
 
     import psutil
