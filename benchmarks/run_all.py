@@ -1,7 +1,7 @@
 """Run every benchmark, one after another, each printing its figures and its ratio to the
 baseline measured in the same run.
 
-    python benchmarks/run_all.py            # everything (about 10 minutes on 2 cores)
+    python benchmarks/run_all.py            # everything (about 20 minutes on 2 cores)
     python benchmarks/run_all.py --quick    # smaller sizes, for a first look
 
 scikit-learn is limited to one thread (OMP_NUM_THREADS=1) so that figures do not depend on
@@ -25,6 +25,9 @@ FULL = [
     ["bench_learning.py", "latency"],
     ["bench_learning.py", "training"],
     ["bench_planning.py", "all"],
+    ["bench_scale.py"],
+    ["bench_adaptive.py"],
+    ["bench_contention.py"],
 ]
 QUICK = [
     ["bench_runner.py", "--tasks", "300"],
@@ -33,6 +36,8 @@ QUICK = [
     ["bench_learning.py", "training", "--rows", "100000"],
     ["bench_planning.py", "lpt"],
     ["bench_planning.py", "latency"],
+    ["bench_scale.py", "--quick"],
+    ["bench_adaptive.py", "--only", "waiting"],
 ]
 
 

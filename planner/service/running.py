@@ -260,17 +260,26 @@ def prepare_run(
             instance.store, instance.models_dir, clock=instance.clock, machine=machine
         )
     try:
-        plan = make_plan(
-            planner_of,
-            pipeline,
-            PlanRequest(
-                steps=[s.id for s in prepared.steps],
-                accounts=list(prepared.accounts),
-                concurrency=request.concurrency,
-                tasks=prepared.tasks,
-            ),
+        wanted = PlanRequest(
+            steps=[s.id for s in prepared.steps],
+            accounts=list(prepared.accounts),
+            concurrency=request.concurrency,
+            tasks=prepared.tasks,
         )
+        plan = make_plan(planner_of, pipeline, wanted)
+        cut: str | None = None
+        explicit = request.concurrency is not None or isinstance(pipeline.concurrency.max, int)
+        if machine is not None and not explicit and plan.concurrency > machine.slots:
+            # more would only queue on the scheduler: planned again at the slots, so the
+            # predictions are the ones of the run that happens
+            cut = (
+                f"concurrency: the plan's {plan.concurrency} cut to the Dask cluster's "
+                f"{machine.slots} slot(s)"
+            )
+            plan = make_plan(planner_of, pipeline, replace(wanted, concurrency=machine.slots))
         session = RunSession(instance, pipeline, runner, prepared, plan)
+        if cut is not None:
+            session.notes.append(cut)
         if machine is not None:
             _cap_at_slots(session, machine.slots)
     except BaseException:
@@ -281,15 +290,10 @@ def prepare_run(
 
 
 def _cap_at_slots(session: RunSession, slots: int) -> None:
-    """An ``auto`` concurrency above the cluster's slots is cut to them (a count the
-    operator or the file set is kept)."""
-    wanted = session.directives.concurrency
-    explicit = session.runner.request.concurrency is not None or isinstance(
-        session.pipeline.concurrency.max, int
-    )
-    if explicit or wanted is None or wanted <= slots:
-        return
-    session.directives = replace(session.directives, concurrency=slots)
-    session.notes.append(
-        f"concurrency: the plan's {wanted} cut to the Dask cluster's {slots} slot(s)"
-    )
+    """An adaptive ceiling above the cluster's slots is cut to them (more tasks at once
+    would only queue on the scheduler)."""
+    bounds = session.directives.adaptive
+    if bounds is not None and bounds.ceiling > slots:
+        low = min(bounds.min, slots)
+        capped = type(bounds)(start=min(bounds.start, slots), min=low, ceiling=slots)
+        session.directives = replace(session.directives, adaptive=capped)

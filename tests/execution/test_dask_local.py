@@ -200,3 +200,28 @@ def test_the_cluster_is_the_machine_of_the_plan(cluster_address: str) -> None:
         executor.close()
     assert state.cpu_count == 3  # two slots, plus the core `auto` keeps for the runner
     assert state.free_memory_mb is not None and state.free_memory_mb > 0
+
+
+def test_auto_never_plans_more_tasks_at_once_than_the_cluster_has_slots(
+    cluster_address: str, make_pipeline: Callable[..., Pipeline], history: HistoryStore
+) -> None:
+    """Tasks that barely use a CPU make ``auto`` large; on a cluster of 2 slots the run is
+    planned again at 2 (its predictions are those of the run that happens), said once."""
+    from planner.config.models import Executor
+    from planner.execution import RunRequest as Request
+    from planner.service import Instance
+    from planner.service.running import prepare_run
+
+    pipeline = make_pipeline(
+        accounts=[f"a{i}" for i in range(8)],
+        steps=[{"id": "nap", "per_account": True, "command": ["sleep", "0.3"]}],
+    )
+    on_cluster = Executor(kind="dask", address=cluster_address, worker_wait=30)
+    instance = Instance(history, Path(history.url.split("///")[1]).parent / "models")
+    for run in range(2):
+        session = prepare_run(instance, pipeline, Request(), executor=on_cluster)
+        cut = [n for n in session.notes if "cut to the Dask cluster's 2 slot(s)" in n]
+        assert session.plan.concurrency == 2 and session.directives.concurrency == 2
+        assert len(cut) == run  # the first run knows no CPU share yet: one core a task
+        result = session.execute().result
+        assert result.status == "succeeded" and result.concurrency == 2

@@ -79,6 +79,10 @@ class DaskTask:
     kill: tuple[float, str] | None = None  # (grace, reason) once asked
     kill_sent_mono: float | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Set by the future's done callback: waiting never goes through ``result(timeout)``,
+    #: whose ``sync`` loses the result (UnboundLocalError) when the answer comes just as
+    #: the timeout cancels the wait (seen here once in 97 tasks).
+    done: threading.Event = field(default_factory=threading.Event)
 
     @property
     def pid(self) -> int | None:
@@ -224,7 +228,9 @@ class DaskExecutor:
             retries=0,
         )
         self._tokens.append(token)
-        return DaskTask(token, launch, future, submitted)
+        task = DaskTask(token, launch, future, submitted)
+        future.add_done_callback(lambda _: task.done.set())
+        return task
 
     def wait(self, handle: TaskHandle, deadline: float | None, kill_grace: float) -> TaskExit:
         task, clock = _own(handle), self._clock
@@ -243,10 +249,10 @@ class DaskExecutor:
             if sent is not None and now - sent > (task.kill or (0.0, ""))[0] + _KILL_SLACK_S:
                 return self._lost_exit(task, now)  # killed, and the worker never answered
             wait_s = _POLL_S if deadline is None else max(0.01, min(_POLL_S, deadline - now))
-            try:
-                result = task.future.result(timeout=wait_s)
-            except TimeoutError:
+            if not task.done.wait(wait_s):
                 continue
+            try:
+                result = task.future.result()
             except CancelledError:
                 self._connection_ok()  # (the client cancels every future when it is lost)
                 return self._lost_exit(task, clock.monotonic())
