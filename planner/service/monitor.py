@@ -26,7 +26,7 @@ from planner.monitoring.watch import Signal, Thresholds, Watcher
 if TYPE_CHECKING:
     from planner.config import Pipeline
     from planner.execution import RunEvent, RunObserver
-    from planner.history import AttemptRecord, HistoryStore
+    from planner.history import AttemptRecord, HistoryStore, RunRecord
     from planner.monitoring.delivery import AlertDispatcher
     from planner.planning.model import Plan
     from planner.service.instance import Instance
@@ -94,7 +94,13 @@ class RunMonitor:
     # -- the observer ----------------------------------------------------------------------
 
     def on_event(self, event: RunEvent) -> None:
-        from planner.execution import RunFinished, RunStarted, TaskFinished, TaskStarted
+        from planner.execution import (
+            LimitChanged,
+            RunFinished,
+            RunStarted,
+            TaskFinished,
+            TaskStarted,
+        )
         from planner.status import AttemptStatus
 
         now = self.instance.clock.now()
@@ -112,6 +118,8 @@ class RunMonitor:
                     if status not in (AttemptStatus.SUCCEEDED, AttemptStatus.CANCELLED):
                         why = f"{status}, exit {event.exit_code}, class {event.error_class}"
                         self._failed.append((key.step, key.account, attempt, why))
+                case LimitChanged(new=new) if self.watcher is not None:
+                    self.watcher.slots = max(1, new)  # the ETA follows an adaptive limit
                 case RunFinished(result=result):
                     raised = self._finished(result.status, now)
         if isinstance(event, RunStarted):
@@ -360,7 +368,7 @@ def run_progress(
     watcher = Watcher(
         tasks=planned or {key: (0.0, 0.0, False) for key in last},
         deps=deps or {},
-        slots=record.concurrency or 1,
+        slots=_limit_now(store, record),
         run_predicted_s=run.get("predicted_s"),
         run_bound_s=run.get("bound_s"),
         started_at=started_at,
@@ -395,3 +403,9 @@ def run_progress(
         eta=eta,
         late=tuple(sorted(late, key=lambda t: t.elapsed_s - t.bound_s, reverse=True)),
     )
+
+
+def _limit_now(store: HistoryStore, record: RunRecord) -> int:
+    """The run's concurrency limit as last recorded (an adaptive limit moves)."""
+    changes = store.limit_changes(record.run_id)
+    return max(1, int(changes[-1]["to"]) if changes else record.concurrency or 1)

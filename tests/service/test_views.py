@@ -226,3 +226,28 @@ def test_the_newest_run_is_judged_by_the_runs_before_it_or_the_file(tmp_path: Pa
     (tmp_path / "d").mkdir()
     kinds = _kinds_of(tmp_path / "d", [full, {}, one, {}])
     assert [k.partial for k in kinds] == [False, False, True, False]
+
+
+def test_the_eta_of_a_run_follows_its_adaptive_limit(tmp_path: Path) -> None:
+    """``run_progress`` schedules what is left on the run's latest limit, not the one it
+    started with: 8 tasks of 10 s take 80 s on 1 slot, 10 s once the limit is 8."""
+    from datetime import UTC, datetime, timedelta
+
+    from planner.history import HistoryStore
+    from planner.service.monitor import run_progress
+
+    t0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    tasks = [
+        {"step": "s", "account": f"a{i}", "predicted_s": 10.0, "bound_s": 12.0, "source": "m"}
+        for i in range(8)
+    ]
+    with HistoryStore(f"sqlite:///{tmp_path / 'h.db'}") as store:
+        store.create_run(run_id="r", pipeline="p", started_at=t0, concurrency=1)
+        store.save_plan("p", "r", t0, 80.0, 96.0, {"tasks": tasks, "run": {}})
+        store.record_limit_change("r", "p", at=t0, from_limit=None, to_limit=1, reason="start")
+        before = run_progress(store, "r", t0, {"s": []})
+        store.record_limit_change("r", "p", at=t0, from_limit=1, to_limit=8, reason="it paid")
+        after = run_progress(store, "r", t0, {"s": []})
+    assert before is not None and after is not None
+    assert before.eta == t0 + timedelta(seconds=80)
+    assert after.eta == t0 + timedelta(seconds=10)
