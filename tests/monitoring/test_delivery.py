@@ -122,6 +122,11 @@ def test_close_returns_within_its_bound_when_a_sink_hangs(
         dispatcher = AlertDispatcher(pipeline, sqlite_store)
         dispatcher.post(make_alert())
         dispatcher.post(make_alert(level="critical"))
+        log = f"log {tmp_path}/state/alerts.log"
+        deadline = time.monotonic() + 20  # both logs first (a loaded machine: not 0.3 s)
+        while any(_delivery(sqlite_store, log, i)[0] != "sent" for i in (0, 1)):
+            assert time.monotonic() < deadline, "the log sink never got both alerts"
+            time.sleep(0.02)
         time.sleep(0.3)  # the thread is inside the first POST now
         started = time.monotonic()
         report = dispatcher.close(timeout_s=1.0)
