@@ -132,7 +132,7 @@ def handle(args: argparse.Namespace) -> int:
                     limit = (
                         f"{bounds.start} (adaptive, {bounds.min} to {bounds.ceiling})"
                         if bounds is not None
-                        else str(session.directives.concurrency or plan.concurrency)
+                        else str(plan.concurrency)
                     )
                     print(
                         f"run {run_id}: predicted {format_duration(plan.run.predicted_s)} "

@@ -201,11 +201,10 @@ class AdaptiveLimit:
         peak_rss_mb: float | None = None,
         cpu_s: float | None = None,
     ) -> None:
-        """A task that ran to its end at monotonic ``started`` for ``duration_s`` with
-        ``mean_running`` tasks running on average, its tree's peak memory and CPU seconds
-        (a duration of 0: only its memory counts, e.g. it was killed)."""
-        if peak_rss_mb is not None and peak_rss_mb > 0:
-            self._peaks.append(peak_rss_mb)
+        """A task that succeeded, started at monotonic ``started``, ran ``duration_s``
+        with ``mean_running`` tasks running on average; its tree's peak memory and CPU
+        seconds."""
+        self.memory_seen(peak_rss_mb)
         if duration_s <= 0:
             return
         self._durations.append(duration_s)
@@ -215,6 +214,11 @@ class AdaptiveLimit:
             return  # it began under another limit
         predicted = predicted_s if predicted_s and predicted_s > 0 else 1.0
         self._level.samples.append((duration_s / predicted, mean_running))
+
+    def memory_seen(self, peak_rss_mb: float | None) -> None:
+        """The peak memory of a task's tree (any task that ran, however it ended)."""
+        if peak_rss_mb is not None and peak_rss_mb > 0:
+            self._peaks.append(peak_rss_mb)
 
     def update(
         self, now: float, *, running: int, waiting: int, load: LoadReading

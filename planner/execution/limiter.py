@@ -85,14 +85,11 @@ class RunLimit:
         controller = self._controller
         if controller is None:
             return
+        if not ran_whole:
+            controller.memory_seen(peak_rss_mb)
+            return
         duration = ended - started
         mean = (self.busy(ended, self._running) - mark) / duration if duration > 0 else 1.0
-        if not ran_whole:
-            controller.task_finished(
-                started=started, duration_s=0.0, predicted_s=None, mean_running=mean,
-                peak_rss_mb=peak_rss_mb,
-            )  # fmt: skip
-            return
         controller.task_finished(
             started=started,
             duration_s=duration,

@@ -199,3 +199,6 @@ class Plan:
     #: Past this count no step of the run gains (the largest of the steps' throughput
     #: peaks); ``None`` when a step has no curve or no peak: no hint, keep the ceiling.
     adaptive_ceiling: int | None = None
+    #: ``(min, ceiling)`` of ``concurrency: {max: adaptive}`` on this machine (the ceiling
+    #: within the memory fit); ``None`` when the pipeline's limit does not adapt.
+    adaptive_range: tuple[int, int] | None = None

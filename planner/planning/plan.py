@@ -271,11 +271,17 @@ def build_plan(
         free_memory_mb=free_memory_mb,
         contention=contention,
     )
+    setting = pipeline.concurrency
+    limits = (
+        adaptive_range(setting.min, setting.ceiling, cpu_count, choice.memory_limit)
+        if setting.adaptive
+        else None
+    )
     return Plan(
         pipeline=pipeline.name,
         created_at=now,
         concurrency=slots,
-        concurrency_rule=_rule(pipeline, concurrency, choice, cpu_count),
+        concurrency_rule=_rule(choice, limits if concurrency is None else None),
         run=run,
         steps=tuple(step_plans),
         tasks=tuple(tasks),
@@ -293,20 +299,18 @@ def build_plan(
         ),
         adaptive_start=choice.auto,
         adaptive_ceiling=_adaptive_ceiling(contention, ids, widest),
+        adaptive_range=limits,
     )
 
 
-def _rule(
-    pipeline: Pipeline, override: int | None, choice: ConcurrencyChoice, cpu_count: int | None
-) -> str:
-    """How the concurrency was chosen; for an adaptive limit, where it starts and its range."""
-    setting = pipeline.concurrency
-    if override is not None or not setting.adaptive:
+def _rule(choice: ConcurrencyChoice, limits: tuple[int, int] | None) -> str:
+    """How the concurrency was chosen; for an adaptive limit (``limits``: its range),
+    where it starts and the range it stays in."""
+    if limits is None:
         return choice.rule
-    low, top = adaptive_range(setting.min, setting.ceiling, cpu_count, choice.memory_limit)
     return (
         f"adaptive: starts at {choice.concurrency}, then follows what the run measures, "
-        f"{low} to {top}; the start is {choice.rule}"
+        f"{limits[0]} to {limits[1]}; the start is {choice.rule}"
     )
 
 

@@ -184,16 +184,18 @@ def pipeline_detail(
 def live(instance: Instance, now: datetime) -> dict[str, Any]:
     """``{"now", "runs": [{"pipeline", "state", "run_id", "progress"}]}``: every pipeline
     running or starting now, with the progress of :func:`overview` (what the dashboard's
-    live updates send every second or two)."""
-    document = overview(instance, now)
-    return {
-        "now": document["now"],
-        "runs": [
-            {key: row[key] for key in ("pipeline", "state", "run_id", "progress")}
-            for row in document["pipelines"]
-            if row["state"] in ("running", "starting")
-        ],
-    }
+    live updates send every second or two). Only the progress is read: not the alerts
+    nor the last run's plan that :func:`overview` adds."""
+    now = ensure_utc(now)
+    store = instance.store
+    runs = []
+    for row in pipeline_status(store, None, now):
+        if row["state"] not in ("running", "starting"):
+            continue
+        running = row["state"] == "running" and row["run_id"] is not None
+        progress = _progress(store, row["run_id"], now) if running else None
+        runs.append({**{k: row[k] for k in ("pipeline", "state", "run_id")}, "progress": progress})
+    return {"now": now.isoformat(), "runs": runs}
 
 
 # -- a run -------------------------------------------------------------------------------

@@ -60,11 +60,8 @@ class RunOutcome:
     plan: Plan
 
 
-def directives_for(
-    pipeline: Pipeline, plan: Plan, *, cpu_count: int | None = None
-) -> tuple[RunDirectives, list[str]]:
-    """What ``plan`` tells the runner, and one-line notes for the operator (``cpu_count``:
-    the machine's cores, for the default ceiling of an adaptive limit)."""
+def directives_for(pipeline: Pipeline, plan: Plan) -> tuple[RunDirectives, list[str]]:
+    """What ``plan`` tells the runner, and one-line notes for the operator."""
     from planner.execution import RunDirectives, TaskKey
 
     auto_steps = {s.id for s in pipeline.steps if s.timeout == "auto"}
@@ -101,25 +98,20 @@ def directives_for(
         concurrency=plan.concurrency,
         priority=priority,
         timeouts=timeouts,
-        adaptive=adaptive_bounds(pipeline, plan, cpu_count),
+        adaptive=adaptive_bounds(plan),
     )
     return directives, notes
 
 
-def adaptive_bounds(pipeline: Pipeline, plan: Plan, cpu_count: int | None) -> AdaptiveBounds | None:
-    """Where an adaptive limit starts (the plan's ``auto`` answer) and stays: ``min``
-    (default 1) to ``ceiling`` (default 8 per core, at least 16), never above the memory
-    fit at the tasks' peak memory; ``None`` unless ``concurrency: {max: adaptive}``."""
+def adaptive_bounds(plan: Plan) -> AdaptiveBounds | None:
+    """Where an adaptive limit starts (the plan's ``auto`` answer) and the range it stays
+    in (the plan's ``adaptive_range``); ``None`` unless ``concurrency: {max: adaptive}``."""
     from planner.execution.adaptive import AdaptiveBounds
-    from planner.planning.concurrency import adaptive_range, memory_limit
 
-    setting = pipeline.concurrency
-    if not setting.adaptive:
+    if plan.adaptive_range is None:
         return None
-    fit = memory_limit(plan.free_memory_mb, plan.memory_per_task_mb)
-    low, top = adaptive_range(setting.min, setting.ceiling, cpu_count, fit)
-    start = plan.adaptive_start or plan.concurrency
-    return AdaptiveBounds(start=start, min=low, ceiling=top)
+    low, top = plan.adaptive_range
+    return AdaptiveBounds(start=plan.adaptive_start or plan.concurrency, min=low, ceiling=top)
 
 
 def _steps(counts: Counter[str]) -> str:
@@ -146,8 +138,7 @@ class RunSession:
         self.runner = runner
         self.prepared = prepared
         self.plan = plan
-        cpu_count = instance.machine.read().cpu_count
-        self.directives, notes = directives_for(pipeline, plan, cpu_count=cpu_count)
+        self.directives, notes = directives_for(pipeline, plan)
         #: One-line notes for the operator: plan warnings, tasks without history.
         self.notes: list[str] = [*plan.warnings, *notes]
         #: Watches the run against this plan (ETA, alerts) when monitoring is on.
@@ -295,5 +286,5 @@ def _cap_at_slots(session: RunSession, slots: int) -> None:
     bounds = session.directives.adaptive
     if bounds is not None and bounds.ceiling > slots:
         low = min(bounds.min, slots)
-        capped = type(bounds)(start=min(bounds.start, slots), min=low, ceiling=slots)
+        capped = replace(bounds, start=min(bounds.start, slots), min=low, ceiling=slots)
         session.directives = replace(session.directives, adaptive=capped)

@@ -185,3 +185,38 @@ def test_memory_at_the_threshold_halves_a_running_limit_down_to_min(
     assert all("memory 75% in use" in c["reason"] for c in changes[1:])
     assert changes[0]["detail"] == {"mode": "adaptive", "min": 2, "ceiling": 16}
     assert probe.readings >= 3
+
+
+def test_the_live_watcher_follows_each_limit_change(make_pipeline: Any, tmp_path: Path) -> None:
+    """The monitor of a run (ETA, alerts) schedules what is left on the current limit."""
+    from planner.execution import LimitChanged, RunStarted
+    from planner.history import HistoryStore
+    from planner.monitoring.delivery import AlertDispatcher
+    from planner.service import Instance
+    from planner.service.monitor import RunMonitor
+    from planner.service.planning import PlanRequest, make_plan
+
+    pipeline = make_pipeline(
+        accounts=["a", "b"],
+        concurrency={"max": "adaptive"},
+        steps=[{"id": "s", "per_account": True, "command": ["true"]}],
+    )
+    with HistoryStore(f"sqlite:///{tmp_path / 'h.db'}") as store:
+        instance = Instance(store, tmp_path / "models")
+        plan = make_plan(instance, pipeline, PlanRequest())
+        assert plan.adaptive_range is not None and plan.adaptive_range[0] == 1
+        low, top = plan.adaptive_range
+        assert plan.concurrency_rule.startswith(
+            f"adaptive: starts at {plan.concurrency}, then follows what the run measures, "
+            f"{low} to {top}; the start is auto: "
+        )
+        dispatcher = AlertDispatcher(pipeline, store)
+        monitor = RunMonitor(instance, pipeline, plan, dispatcher, tick_s=3600)
+        try:
+            monitor.on_event(RunStarted("r", {"s": 2}, 1))
+            assert monitor.watcher is not None and monitor.watcher.slots == 1
+            monitor.on_event(LimitChanged(1, 4, "it paid"))
+            assert monitor.watcher.slots == 4
+        finally:
+            monitor.close()
+            dispatcher.close(timeout_s=1)
