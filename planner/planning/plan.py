@@ -99,6 +99,7 @@ def build_plan(
     now: datetime,
     cpu_count: int | None,
     free_memory_mb: float | None,
+    slots: int | None = None,
     concurrency: int | None = None,
     current_start: datetime | None = None,
     warnings: Sequence[str] = (),
@@ -109,7 +110,9 @@ def build_plan(
 
     ``past_runs``: finished runs of the pipeline with the predictions stored for them (they
     calibrate the run bound); ``current_start``: when the planned run starts (``now`` by
-    default), from which the next start is decided; ``concurrency`` overrides the file.
+    default), from which the next start is decided; ``concurrency`` overrides the file;
+    ``slots``: the most tasks the machine runs at once (a cluster's), which neither
+    ``auto`` nor an adaptive ceiling passes.
 
     The concurrency is :func:`~planner.planning.concurrency.choose_concurrency` with the
     run's CPU per task (the estimates' ``cpu_share`` weighted by their predicted seconds)
@@ -159,6 +162,8 @@ def build_plan(
     peak = _memory_per_task(pipeline, estimates)
     cpu_share = run_cpu_share(map(_CPU, estimates), all_predicted)
     widest = most_at_once(deps, {i: len(asked[i]) for i in ids})
+    if slots is not None:
+        widest = min(widest, slots)
     choice = choose_concurrency(
         concurrency if concurrency is not None else pipeline.concurrency.rule,
         cpu_count=cpu_count,
@@ -273,7 +278,7 @@ def build_plan(
     )
     setting = pipeline.concurrency
     limits = (
-        adaptive_range(setting.min, setting.ceiling, cpu_count, choice.memory_limit)
+        adaptive_range(setting.min, setting.ceiling, cpu_count, _least(choice.memory_limit, slots))
         if setting.adaptive
         else None
     )
@@ -301,6 +306,11 @@ def build_plan(
         adaptive_ceiling=_adaptive_ceiling(contention, ids, widest),
         adaptive_range=limits,
     )
+
+
+def _least(*limits: int | None) -> int | None:
+    known = [n for n in limits if n is not None]
+    return min(known) if known else None
 
 
 def _rule(choice: ConcurrencyChoice, limits: tuple[int, int] | None) -> str:

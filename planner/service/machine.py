@@ -25,6 +25,9 @@ class MachineState:
     cpu_count: int | None
     free_memory_mb: float | None
     load_avg: float | None = None
+    #: The most tasks it runs at once whatever the CPU says (a Dask cluster's slots: more
+    #: would only queue on its scheduler); ``None``: no such limit.
+    slots: int | None = None
 
 
 class MachineProbe(Protocol):
@@ -68,8 +71,9 @@ class DaskMachine:
     Cores: the cluster's slots (the sum of the workers' threads) plus one, because
     ``auto`` concurrency keeps one core of the machine for the runner (``cores - 1``),
     and the runner does not run on the workers; so ``auto`` at one core per task is the
-    slot count. Free memory: the workers' ``memory_limit`` minus what they hold now
-    (unknown when a worker has no limit). No load average.
+    slot count; ``slots``: the slots, which no plan goes past. Free memory: the workers'
+    ``memory_limit`` minus what they hold now (unknown when a worker has no limit). No
+    load average.
     """
 
     def __init__(self, executor: DaskExecutor) -> None:
@@ -80,9 +84,6 @@ class DaskMachine:
         free = None
         if state.memory_limit > 0:
             free = max(0, state.memory_limit - state.memory_used) / 2**20
-        return MachineState(cpu_count=state.slots + 1, free_memory_mb=free, load_avg=None)
-
-    @property
-    def slots(self) -> int:
-        """The cluster's slots now (the most tasks it runs at once)."""
-        return self.executor.cluster().slots
+        return MachineState(
+            cpu_count=state.slots + 1, free_memory_mb=free, load_avg=None, slots=state.slots
+        )

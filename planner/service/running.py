@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from planner.planning.model import DEFAULT_SOURCE
@@ -241,50 +241,27 @@ def prepare_run(
     )
     prepared = runner.prepare()
     planner_of = instance
-    machine: DaskMachine | None = None
-    if tasks_on is not None:
+    if tasks_on is not None:  # planned for the cluster: its slots cap auto (see DaskMachine)
         from planner.execution.dask.executor import DaskExecutor
 
         assert isinstance(tasks_on, DaskExecutor)
-        machine = DaskMachine(tasks_on)
         planner_of = InstanceType(
-            instance.store, instance.models_dir, clock=instance.clock, machine=machine
+            instance.store, instance.models_dir, clock=instance.clock, machine=DaskMachine(tasks_on)
         )
     try:
-        wanted = PlanRequest(
-            steps=[s.id for s in prepared.steps],
-            accounts=list(prepared.accounts),
-            concurrency=request.concurrency,
-            tasks=prepared.tasks,
+        plan = make_plan(
+            planner_of,
+            pipeline,
+            PlanRequest(
+                steps=[s.id for s in prepared.steps],
+                accounts=list(prepared.accounts),
+                concurrency=request.concurrency,
+                tasks=prepared.tasks,
+            ),
         )
-        plan = make_plan(planner_of, pipeline, wanted)
-        cut: str | None = None
-        explicit = request.concurrency is not None or isinstance(pipeline.concurrency.max, int)
-        if machine is not None and not explicit and plan.concurrency > machine.slots:
-            # more would only queue on the scheduler: planned again at the slots, so the
-            # predictions are the ones of the run that happens
-            cut = (
-                f"concurrency: the plan's {plan.concurrency} cut to the Dask cluster's "
-                f"{machine.slots} slot(s)"
-            )
-            plan = make_plan(planner_of, pipeline, replace(wanted, concurrency=machine.slots))
         session = RunSession(instance, pipeline, runner, prepared, plan)
-        if cut is not None:
-            session.notes.append(cut)
-        if machine is not None:
-            _cap_at_slots(session, machine.slots)
     except BaseException:
         if tasks_on is not None:
             tasks_on.close()
         raise
     return session
-
-
-def _cap_at_slots(session: RunSession, slots: int) -> None:
-    """An adaptive ceiling above the cluster's slots is cut to them (more tasks at once
-    would only queue on the scheduler)."""
-    bounds = session.directives.adaptive
-    if bounds is not None and bounds.ceiling > slots:
-        low = min(bounds.min, slots)
-        capped = replace(bounds, start=min(bounds.start, slots), min=low, ceiling=slots)
-        session.directives = replace(session.directives, adaptive=capped)

@@ -205,8 +205,8 @@ def test_the_cluster_is_the_machine_of_the_plan(cluster_address: str) -> None:
 def test_auto_never_plans_more_tasks_at_once_than_the_cluster_has_slots(
     cluster_address: str, make_pipeline: Callable[..., Pipeline], history: HistoryStore
 ) -> None:
-    """Tasks that barely use a CPU make ``auto`` large; on a cluster of 2 slots the run is
-    planned again at 2 (its predictions are those of the run that happens), said once."""
+    """Tasks that barely use a CPU make ``auto`` large; on a cluster of 2 slots the plan
+    (and so its predictions and the run) stays at 2, and its rule says why."""
     from planner.config.models import Executor
     from planner.execution import RunRequest as Request
     from planner.service import Instance
@@ -220,8 +220,10 @@ def test_auto_never_plans_more_tasks_at_once_than_the_cluster_has_slots(
     instance = Instance(history, Path(history.url.split("///")[1]).parent / "models")
     for run in range(2):
         session = prepare_run(instance, pipeline, Request(), executor=on_cluster)
-        cut = [n for n in session.notes if "cut to the Dask cluster's 2 slot(s)" in n]
         assert session.plan.concurrency == 2 and session.directives.concurrency == 2
-        assert len(cut) == run  # the first run knows no CPU share yet: one core a task
+        assert "at most 2 tasks can run at once" in session.plan.concurrency_rule
+        if run:  # the CPU share is known now: the CPU alone would allow many more
+            share = session.plan.cpu_per_task
+            assert share is not None and 1 / share > 2, session.plan.concurrency_rule
         result = session.execute().result
         assert result.status == "succeeded" and result.concurrency == 2
