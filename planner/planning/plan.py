@@ -99,7 +99,7 @@ def build_plan(
     now: datetime,
     cpu_count: int | None,
     free_memory_mb: float | None,
-    slots: int | None = None,
+    cluster_slots: int | None = None,
     concurrency: int | None = None,
     current_start: datetime | None = None,
     warnings: Sequence[str] = (),
@@ -111,7 +111,7 @@ def build_plan(
     ``past_runs``: finished runs of the pipeline with the predictions stored for them (they
     calibrate the run bound); ``current_start``: when the planned run starts (``now`` by
     default), from which the next start is decided; ``concurrency`` overrides the file;
-    ``slots``: the most tasks the machine runs at once (a cluster's), which neither
+    ``cluster_slots``: the most tasks the machine runs at once (a cluster's), which neither
     ``auto`` nor an adaptive ceiling passes.
 
     The concurrency is :func:`~planner.planning.concurrency.choose_concurrency` with the
@@ -162,8 +162,8 @@ def build_plan(
     peak = _memory_per_task(pipeline, estimates)
     cpu_share = run_cpu_share(map(_CPU, estimates), all_predicted)
     widest = most_at_once(deps, {i: len(asked[i]) for i in ids})
-    if slots is not None:
-        widest = min(widest, slots)
+    if cluster_slots is not None:
+        widest = min(widest, cluster_slots)
     choice = choose_concurrency(
         concurrency if concurrency is not None else pipeline.concurrency.rule,
         cpu_count=cpu_count,
@@ -278,7 +278,9 @@ def build_plan(
     )
     setting = pipeline.concurrency
     limits = (
-        adaptive_range(setting.min, setting.ceiling, cpu_count, _least(choice.memory_limit, slots))
+        adaptive_range(
+            setting.min, setting.ceiling, cpu_count, _least(choice.memory_limit, cluster_slots)
+        )
         if setting.adaptive
         else None
     )

@@ -116,7 +116,7 @@ def make_plan(
         now=moment,
         cpu_count=machine.cpu_count,
         free_memory_mb=machine.free_memory_mb,
-        slots=machine.slots,
+        cluster_slots=machine.slots,
         concurrency=request.concurrency,
         current_start=request.current_start,
         warnings=warnings,

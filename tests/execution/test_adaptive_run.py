@@ -206,6 +206,7 @@ def test_the_live_watcher_follows_each_limit_change(make_pipeline: Any, tmp_path
         plan = make_plan(instance, pipeline, PlanRequest())
         assert plan.adaptive_range is not None and plan.adaptive_range[0] == 1
         low, top = plan.adaptive_range
+        assert top >= 16  # 8 per core, at least 16 (no memory figure yet: no memory fit)
         assert plan.concurrency_rule.startswith(
             f"adaptive: starts at {plan.concurrency}, then follows what the run measures, "
             f"{low} to {top}; the start is auto: "
